@@ -1,0 +1,77 @@
+"""create_app(): the one place that assembles the Kring web application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from api.clock import Clock
+from api.db.pool import create_pool
+from api.partner_api.controllers import PartnerController, TokenController
+from api.settings import Settings
+from api.web.problems import EXCEPTION_HANDLERS
+from api.web.state import Runtime, runtime
+
+REQUEST_BODY_BYTES_MAX = 64 * 1024
+
+
+@get("/health", tags=["Operations"], summary="Liveness and database reachability")
+async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
+    await runtime(request.app.state).db.fetchval("SELECT 1")
+    return {"status": "ok"}
+
+
+def create_app(
+    settings: Settings,
+    database_url: str,
+    *,
+    clock: Clock | None = None,
+    run_jobs: bool = False,
+) -> Litestar:
+    rt = Runtime(settings=settings, clock=clock or Clock())
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        rt.pool = await create_pool(
+            database_url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
+        )
+        worker = None
+        if run_jobs:
+            from api.jobs import start_in_process
+
+            worker = await start_in_process(database_url, settings, rt.clock)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            await rt.pool.close()
+            rt.pool = None
+
+    app = Litestar(
+        route_handlers=[health, TokenController, PartnerController],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        openapi_config=OpenAPIConfig(
+            title="Kring",
+            version="1.0.0",
+            description="Kring's partner API: identify members, earn and burn points, refunds.",
+            path="/schema",
+            render_plugins=[RedocRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+        ),
+        debug=False,
+    )
+    app.state.runtime = rt
+    return app

@@ -1,0 +1,265 @@
+"""The `kring` command: serve, worker, db, demo, partner, member, ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from api.clock import Clock
+from api.db import migrate
+from api.db.connect import Database, open_database
+from api.db.pool import create_pool, transaction
+from api.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+
+class Context:
+    def __init__(self) -> None:
+        try:
+            self.settings: Settings = load_settings()
+        except SettingsError as exc:
+            click.echo(f"kring: configuration error: {exc}", err=True)
+            sys.exit(2)
+        self._database: Database | None = None
+
+    @property
+    def database(self) -> Database:
+        if self._database is None:
+            self._database = open_database(self.settings)
+        return self._database
+
+    def migrated_url(self) -> str:
+        url = self.database.url
+        migrate.upgrade(url)
+        return url
+
+    def run_db(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `work(pool)` against the migrated database."""
+        url = self.migrated_url()
+
+        async def main() -> T:
+            pool = await create_pool(url, min_size=1, max_size=4)
+            try:
+                return await work(pool)
+            finally:
+                await pool.close()
+
+        return asyncio.run(main())
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group()
+def main() -> None:
+    """Kring: one points currency for a coalition of partner merchants."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Load the demo coalition first (once).")
+@click.option("--no-jobs", is_flag=True, help="Do not run the job worker in this process.")
+@pass_context
+def serve(ctx: Context, host: str, port: int, demo: bool, no_jobs: bool) -> None:
+    """Run the API (and a job worker) on HOST:PORT."""
+    import uvicorn
+
+    from api.app import create_app
+
+    url = ctx.migrated_url()
+    if demo:
+        _seed_demo(ctx, url)
+    app = create_app(ctx.settings, url, run_jobs=not no_jobs)
+    click.echo(f"Kring listening on http://{host}:{port}  (API docs: /schema)")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=ctx.settings.log_level,
+    )
+
+
+@main.command()
+@pass_context
+def worker(ctx: Context) -> None:
+    """Run a job worker alone (release, expiry, hold deadlines)."""
+    from api.jobs import main_worker
+
+    url = ctx.migrated_url()
+    asyncio.run(main_worker(url, ctx.settings, Clock()))
+
+
+@main.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(ctx: Context) -> None:
+    """Apply all migrations."""
+    ctx.migrated_url()
+    click.echo("database is up to date")
+
+
+@db.command("url")
+@pass_context
+def db_url(ctx: Context) -> None:
+    """Print the database URL (starting the embedded server if needed)."""
+    click.echo(ctx.database.url)
+
+
+def _seed_demo(ctx: Context, url: str) -> None:
+    from api.demo import seed_demo
+
+    summary = asyncio.run(seed_demo(url))
+    click.echo(summary)
+
+
+@main.command()
+@pass_context
+def demo(ctx: Context) -> None:
+    """Create the demo coalition (partners, members, a year of history) if empty."""
+    _seed_demo(ctx, ctx.migrated_url())
+
+
+@main.group()
+def partner() -> None:
+    """Partner commands."""
+
+
+@partner.command("create")
+@click.option("--code", required=True, help="Short unique code, e.g. 'bakker-bart'.")
+@click.option("--name", required=True)
+@click.option("--kind", default="shop", show_default=True)
+@click.option("--earn-rate", "earn_rate", type=int, default=None, help="Millipoints per euro (1000 = 1 point/EUR).")
+@click.option("--issuance-price", type=int, default=None, help="Micro-euros per point issued.")
+@click.option("--redemption-price", type=int, default=None, help="Micro-euros per point burned.")
+@click.option("--return-window-days", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print id, client id and secret as JSON.")
+@pass_context
+def partner_create(
+    ctx: Context,
+    code: str,
+    name: str,
+    kind: str,
+    earn_rate: int | None,
+    issuance_price: int | None,
+    redemption_price: int | None,
+    return_window_days: int | None,
+    as_json: bool,
+) -> None:
+    """Create a partner and print its API credentials (the secret is shown once)."""
+    from api.coalition.partners import NewPartner, create_partner
+    from api.errors import DomainError
+
+    overrides = {
+        "earn_rate_millipoints_per_euro": earn_rate,
+        "issuance_price_micros": issuance_price,
+        "redemption_price_micros": redemption_price,
+        "return_window_days": return_window_days,
+    }
+    new = NewPartner(code=code, name=name, kind=kind, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        creds = ctx.run_db(
+            lambda pool: transaction(pool, lambda conn: create_partner(conn, new, now=Clock().now()))
+        )
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    out = {
+        "partner_id": str(creds.partner_public_id),
+        "client_id": creds.client_id,
+        "client_secret": creds.client_secret,
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+    else:
+        click.echo(f"partner {code}: {out['partner_id']}\nclient id: {creds.client_id}\n"
+                   f"client secret (shown once): {creds.client_secret}")
+
+
+@partner.command("rotate-secret")
+@click.option("--code", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def partner_rotate(ctx: Context, code: str, as_json: bool) -> None:
+    """Issue new credentials for a partner; the old ones stop working."""
+    from api.coalition.partners import rotate_credentials
+
+    async def work(pool: Any) -> Any:
+        async def inner(conn: Any) -> Any:
+            partner_id = await conn.fetchval("SELECT id FROM partners WHERE code = $1", code)
+            if partner_id is None:
+                return None
+            return await rotate_credentials(conn, partner_id, now=Clock().now())
+
+        return await transaction(pool, inner)
+
+    creds = ctx.run_db(work)
+    if creds is None:
+        click.echo(f"kring: no partner with code {code!r}", err=True)
+        sys.exit(1)
+    out = {"partner_id": str(creds.partner_public_id), "client_id": creds.client_id, "client_secret": creds.client_secret}
+    click.echo(json.dumps(out) if as_json else f"client id: {creds.client_id}\nclient secret: {creds.client_secret}")
+
+
+@main.group()
+def member() -> None:
+    """Member commands."""
+
+
+@member.command("create")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print the card numbers as a JSON list.")
+@pass_context
+def member_create(ctx: Context, count: int, as_json: bool) -> None:
+    """Create members (with cards) and print their card numbers."""
+    from api.coalition.members import create_member
+
+    async def work(pool: Any) -> list[str]:
+        async def inner(conn: Any) -> list[str]:
+            now = Clock().now()
+            return [(await create_member(conn, now=now)).card_number for _ in range(count)]
+
+        return await transaction(pool, inner)
+
+    cards = ctx.run_db(work)
+    click.echo(json.dumps(cards) if as_json else "\n".join(cards))
+
+
+@main.group()
+def ledger() -> None:
+    """Ledger commands."""
+
+
+@ledger.command("check")
+@pass_context
+def ledger_check(ctx: Context) -> None:
+    """Prove the ledger's invariants; exit 1 and name the rows that break them."""
+    from api.ledger.check import CHECKS, check_ledger
+
+    async def work(pool: Any) -> Any:
+        async with pool.acquire() as conn:
+            return await check_ledger(conn)
+
+    violations = ctx.run_db(work)
+    for violation in violations:
+        click.echo(violation.describe())
+    if violations:
+        click.echo(f"ledger check FAILED: {len(violations)} of {len(CHECKS)} checks", err=True)
+        sys.exit(1)
+    click.echo(f"ledger check passed: {len(CHECKS)} checks")

@@ -1,0 +1,52 @@
+"""The asyncpg pool and the unit of work.
+
+All runtime SQL goes through asyncpg: the ledger's hot paths are a handful of
+statements each, and asyncpg's prepared statements keep them cheap.
+`transaction()` is the one transaction boundary: it commits when the block
+ends normally, rolls back on any exception, and retries the whole block when
+PostgreSQL reports a deadlock or serialization failure, so a caller writes its
+transaction once as a function of a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+TRANSACTION_ATTEMPTS_MAX = 5
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        # The statement cache is per connection; the ledger uses few statements.
+        statement_cache_size=256,
+        server_settings={"application_name": "kring", "timezone": "UTC"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `work(conn)` in one database transaction, retrying on deadlock."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS_MAX + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except _RETRYABLE:
+            if attempt == TRANSACTION_ATTEMPTS_MAX:
+                raise
+            log.info("transaction retry %d after deadlock/serialization failure", attempt)
+            await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+    raise AssertionError("unreachable")

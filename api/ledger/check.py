@@ -1,0 +1,93 @@
+"""`kring ledger check`: prove the ledger's invariants, name what breaks them.
+
+Each check is one set-based query returning the offending rows; an empty
+result everywhere means the ledger is sound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+CHECKS: dict[str, str] = {
+    "entry does not balance per unit": """
+        SELECT entry_id, unit, sum(amount) AS total FROM postings
+        GROUP BY entry_id, unit HAVING sum(amount) <> 0
+        ORDER BY entry_id LIMIT 100""",
+    "entry has no postings": """
+        SELECT e.id AS entry_id FROM journal_entries e
+        WHERE NOT EXISTS (SELECT FROM postings p WHERE p.entry_id = e.id)
+        ORDER BY e.id LIMIT 100""",
+    "account balance differs from the sum of its postings": """
+        SELECT a.id AS account_id, a.kind, a.balance, coalesce(s.total, 0) AS postings_total
+        FROM accounts a
+        LEFT JOIN (SELECT account_id, sum(amount) AS total FROM postings GROUP BY account_id) s
+            ON s.account_id = a.id
+        WHERE a.balance <> coalesce(s.total, 0)
+        ORDER BY a.id LIMIT 100""",
+    "posting unit differs from its account's unit": """
+        SELECT p.entry_id, p.account_id, p.unit, a.unit AS account_unit
+        FROM postings p JOIN accounts a ON a.id = p.account_id
+        WHERE p.unit <> a.unit LIMIT 100""",
+    "member balance out of range": """
+        SELECT id AS account_id, member_id, kind, balance FROM accounts
+        WHERE (kind IN ('member_available', 'member_pending', 'member_held') AND balance < 0)
+           OR (kind = 'member_debt' AND balance > 0)
+        ORDER BY id LIMIT 100""",
+    "lots do not add up to the member's pending or available balance": """
+        SELECT a.member_id, a.kind, a.balance, coalesce(l.total, 0) AS lots_total
+        FROM accounts a
+        LEFT JOIN (SELECT member_id, state, sum(points_remaining) AS total FROM lots
+                   GROUP BY member_id, state) l
+            ON l.member_id = a.member_id AND 'member_' || l.state = a.kind
+        WHERE a.kind IN ('member_pending', 'member_available')
+          AND a.balance <> coalesce(l.total, 0)
+        ORDER BY a.member_id LIMIT 100""",
+    "open authorizations do not add up to the member's held balance": """
+        SELECT a.member_id, a.balance, coalesce(h.total, 0) AS authorized_total
+        FROM accounts a
+        LEFT JOIN (SELECT member_id, sum(points) AS total FROM transactions
+                   WHERE kind = 'burn' AND status = 'authorized' GROUP BY member_id) h
+            ON h.member_id = a.member_id
+        WHERE a.kind = 'member_held' AND a.balance <> coalesce(h.total, 0)
+        ORDER BY a.member_id LIMIT 100""",
+    "authorization's lots do not add up to its points": """
+        SELECT t.id AS transaction_id, t.points, coalesce(sum(h.points), 0) AS lots_total
+        FROM transactions t LEFT JOIN hold_lots h ON h.transaction_id = t.id
+        WHERE t.kind = 'burn'
+        GROUP BY t.id HAVING t.points <> coalesce(sum(h.points), 0) LIMIT 100""",
+    "member debt differs from refunds' debt less repayments": """
+        SELECT a.member_id, a.balance,
+               coalesce(sum(t.debt_repaid_points) - sum(t.debt_points), 0) AS expected
+        FROM accounts a LEFT JOIN transactions t ON t.member_id = a.member_id
+        WHERE a.kind = 'member_debt'
+        GROUP BY a.member_id, a.balance
+        HAVING a.balance <> coalesce(sum(t.debt_repaid_points) - sum(t.debt_points), 0)
+        LIMIT 100""",
+    "points are not conserved across all accounts": """
+        SELECT unit, sum(balance) AS total FROM accounts GROUP BY unit HAVING sum(balance) <> 0""",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    check: str
+    rows: list[dict[str, Any]]
+
+    def describe(self) -> str:
+        lines = [f"FAIL {self.check}: {len(self.rows)} row(s)"]
+        lines += [f"  {row}" for row in self.rows]
+        return "\n".join(lines)
+
+
+async def check_ledger(conn: asyncpg.Connection) -> list[Violation]:
+    """Run every check in one repeatable-read snapshot; return the violations."""
+    violations = []
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        for name, query in CHECKS.items():
+            rows = await conn.fetch(query)
+            if rows:
+                violations.append(Violation(name, [dict(r) for r in rows]))
+    return violations

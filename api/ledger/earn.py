@@ -1,0 +1,188 @@
+"""Earning points for a purchase: where a point is born.
+
+The member's new points first repay any debt left by earlier refunds; the
+rest go into a pending lot that becomes available after the partner's return
+window and expires 36 months after that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from api.clock import add_months
+from api.db.sql import Query
+from api.ledger.accounts import MemberAccounts
+from api.ledger.entries import ENTRY_CTES, ENTRY_RESULT, Postings, entry_params, require_moved
+from api.ledger.idempotency import Claim, claim_params, go_cte
+from api.ledger.terms import POINTS_EXPIRE_AFTER_MONTHS, PartnerTerms
+from api.ledger.transactions import TransactionRow
+from api.money import earn_points
+
+
+@dataclass(frozen=True, slots=True)
+class EarnPlan:
+    transaction_id: UUID
+    partner_id: int
+    member_id: int
+    amount_cents: int
+    currency: str
+    points: int
+    debt_repaid_points: int
+    lot_points: int
+    price_micros: int
+    receipt_ref: str | None
+    store_id: str | None
+    occurred_at: datetime
+    booked_at: datetime
+    available_at: datetime
+    expires_at: datetime
+    postings: Postings
+
+    @property
+    def status(self) -> str:
+        # Points that all went to repaying debt leave nothing to wait for.
+        return "pending" if self.lot_points > 0 else "available"
+
+    @property
+    def row(self) -> TransactionRow:
+        return TransactionRow(
+            id=self.transaction_id,
+            partner_id=self.partner_id,
+            member_id=self.member_id,
+            kind="earn",
+            status=self.status,
+            amount_cents=self.amount_cents,
+            currency=self.currency,
+            points=self.points,
+            points_captured=0,
+            points_refunded=0,
+            amount_refunded_cents=0,
+            debt_points=0,
+            debt_repaid_points=self.debt_repaid_points,
+            price_micros=self.price_micros,
+            receipt_ref=self.receipt_ref,
+            store_id=self.store_id,
+            original_id=None,
+            occurred_at=self.occurred_at,
+            created_at=self.booked_at,
+            available_at=self.available_at,
+            hold_expires_at=None,
+            finished_at=None,
+        )
+
+
+def plan_earn(
+    terms: PartnerTerms,
+    member: MemberAccounts,
+    *,
+    amount_cents: int,
+    currency: str,
+    receipt_ref: str | None,
+    store_id: str | None,
+    occurred_at: datetime,
+    now: datetime,
+) -> EarnPlan:
+    points = earn_points(amount_cents, terms.earn_rate_millipoints_per_euro)
+    debt_repaid = min(points, -member.debt)
+    lot_points = points - debt_repaid
+    available_at = occurred_at + timedelta(days=terms.return_window_days)
+    postings = (
+        Postings()
+        .add(terms.points_issued_id, -points)
+        .add(member.debt_id, debt_repaid)
+        .add(member.pending_id, lot_points)
+    )
+    return EarnPlan(
+        transaction_id=uuid4(),
+        partner_id=terms.partner_id,
+        member_id=member.member_id,
+        amount_cents=amount_cents,
+        currency=currency,
+        points=points,
+        debt_repaid_points=debt_repaid,
+        lot_points=lot_points,
+        price_micros=terms.issuance_price_micros,
+        receipt_ref=receipt_ref,
+        store_id=store_id,
+        occurred_at=occurred_at,
+        booked_at=now,
+        available_at=available_at,
+        expires_at=add_months(available_at, POINTS_EXPIRE_AFTER_MONTHS),
+        postings=postings,
+    )
+
+
+def _statement(with_claim: bool) -> Query:
+    return Query(f"""
+WITH {go_cte(with_claim)},
+txn AS (
+    INSERT INTO transactions
+        (id, partner_id, member_id, kind, status, amount_cents, currency, points,
+         debt_repaid_points, price_micros, receipt_ref, store_id, occurred_at, created_at,
+         available_at)
+    SELECT :txn_id::uuid, :partner_id::bigint, :member_id::bigint, 'earn', :status::text,
+           :amount_cents::bigint, :currency::text, :points::bigint, :debt_repaid::bigint,
+           :price_micros::integer, :receipt_ref::text, :store_id::text,
+           :occurred_at::timestamptz, :booked_at::timestamptz, :available_at::timestamptz
+    FROM go
+    RETURNING id
+),
+lot AS (
+    INSERT INTO lots
+        (member_id, transaction_id, state, points_original, points_remaining,
+         available_at, expires_at)
+    SELECT :member_id::bigint, txn.id, 'pending', :lot_points::bigint, :lot_points::bigint,
+           :available_at::timestamptz, :expires_at::timestamptz
+    FROM txn
+    WHERE :lot_points::bigint > 0
+),
+{ENTRY_CTES}
+SELECT {ENTRY_RESULT}
+""")
+
+
+_WITH_CLAIM = _statement(True)
+_WITHOUT_CLAIM = _statement(False)
+
+
+async def apply_earn(conn: asyncpg.Connection, plan: EarnPlan, claim: Claim | None) -> bool:
+    """Write the plan; False when the claim was already taken (nothing written)."""
+    query = _WITHOUT_CLAIM if claim is None else _WITH_CLAIM
+    row = await conn.fetchrow(
+        query.text,
+        *query.args(
+            {
+                **claim_params(claim),
+                "txn_id": plan.transaction_id,
+                "partner_id": plan.partner_id,
+                "member_id": plan.member_id,
+                "amount_cents": plan.amount_cents,
+                "currency": plan.currency,
+                "points": plan.points,
+                "debt_repaid": plan.debt_repaid_points,
+                "price_micros": plan.price_micros,
+                "receipt_ref": plan.receipt_ref,
+                "store_id": plan.store_id,
+                "occurred_at": plan.occurred_at,
+                "available_at": plan.available_at,
+                "expires_at": plan.expires_at,
+                "lot_points": plan.lot_points,
+                "status": plan.status,
+                **entry_params(
+                    plan.postings,
+                    kind="earn",
+                    booked_at=plan.booked_at,
+                    transaction_id=plan.transaction_id,
+                    partner_id=plan.partner_id,
+                    member_id=plan.member_id,
+                    price_micros=plan.price_micros,
+                ),
+            }
+        ),
+    )
+    require_moved(row, plan.postings)
+    return bool(row["went"])

@@ -1,0 +1,221 @@
+"""Refunding an earn: points go back in proportion to the money refunded.
+
+The points come back from where they are: first the purchase's own lot
+(pending or available), then the member's other available points (FIFO),
+and what the member has already spent becomes debt that later earnings repay.
+A member's available balance never goes negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from api.db.sql import Query
+from api.errors import Conflict, DomainError
+from api.ledger.accounts import MemberAccounts
+from api.ledger.entries import (
+    ENTRY_CTES,
+    ENTRY_RESULT,
+    LedgerInvariantError,
+    Postings,
+    entry_params,
+    require_moved,
+)
+from api.ledger.idempotency import Claim, claim_params, go_cte
+from api.ledger.lots import TAKE_FIFO_CTES
+from api.ledger.transactions import TransactionRow, load_transaction
+
+
+@dataclass(frozen=True, slots=True)
+class RefundableEarn:
+    earn: TransactionRow
+    lot_id: int | None
+    lot_state: str | None
+    lot_remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    refund_id: UUID
+    refundable: RefundableEarn
+    amount_cents: int
+    points: int
+    from_lot: int
+    from_available: int
+    debt_points: int
+    receipt_ref: str | None
+    booked_at: datetime
+    postings: Postings
+
+    @property
+    def row(self) -> TransactionRow:
+        earn = self.refundable.earn
+        return earn.replace(
+            id=self.refund_id,
+            kind="refund",
+            status="completed",
+            amount_cents=self.amount_cents,
+            points=self.points,
+            points_captured=0,
+            points_refunded=0,
+            amount_refunded_cents=0,
+            debt_points=self.debt_points,
+            debt_repaid_points=0,
+            receipt_ref=self.receipt_ref,
+            store_id=None,
+            original_id=earn.id,
+            occurred_at=self.booked_at,
+            created_at=self.booked_at,
+            available_at=None,
+            hold_expires_at=None,
+            finished_at=self.booked_at,
+        )
+
+
+async def load_refundable(conn: asyncpg.Connection, transaction_id: UUID) -> RefundableEarn | None:
+    """The earn and its lot; call with the member's accounts locked."""
+    earn = await load_transaction(conn, transaction_id)
+    if earn is None or earn.kind != "earn":
+        return None
+    lot = await conn.fetchrow(
+        "SELECT id, state, points_remaining FROM lots WHERE transaction_id = $1", transaction_id
+    )
+    if lot is None:
+        return RefundableEarn(earn, None, None, 0)
+    return RefundableEarn(earn, lot["id"], lot["state"], lot["points_remaining"])
+
+
+def plan_refund(
+    refundable: RefundableEarn,
+    member: MemberAccounts,
+    points_issued_id: int,
+    *,
+    amount_cents: int,
+    receipt_ref: str | None,
+    now: datetime,
+) -> RefundPlan:
+    earn = refundable.earn
+    assert earn.amount_cents is not None
+    refundable_cents = earn.amount_cents - earn.amount_refunded_cents
+    if refundable_cents == 0:
+        raise Conflict("this purchase is already fully refunded", code="already_refunded")
+    if not 0 < amount_cents <= refundable_cents:
+        raise DomainError(
+            f"refund amount must be between 1 and the {refundable_cents} cents not yet refunded",
+            code="refund_exceeds_purchase",
+        )
+    # Cumulative rounding: after the last refund exactly all points are reversed.
+    refunded_after = (
+        earn.points * (earn.amount_refunded_cents + amount_cents)
+    ) // earn.amount_cents
+    points = refunded_after - earn.points_refunded
+    from_lot = min(points, refundable.lot_remaining)
+    lot_is_available = refundable.lot_state == "available"
+    others_available = member.available - (refundable.lot_remaining if lot_is_available else 0)
+    from_available = min(points - from_lot, others_available)
+    debt = points - from_lot - from_available
+    lot_account = member.available_id if lot_is_available else member.pending_id
+    postings = (
+        Postings()
+        .add(points_issued_id, points)
+        .add(lot_account, -from_lot)
+        .add(member.available_id, -from_available)
+        .add(member.debt_id, -debt)
+    )
+    return RefundPlan(
+        refund_id=uuid4(),
+        refundable=refundable,
+        amount_cents=amount_cents,
+        points=points,
+        from_lot=from_lot,
+        from_available=from_available,
+        debt_points=debt,
+        receipt_ref=receipt_ref,
+        booked_at=now,
+        postings=postings,
+    )
+
+
+def _statement(with_claim: bool) -> Query:
+    return Query(f"""
+WITH {go_cte(with_claim)},
+refund AS (
+    INSERT INTO transactions
+        (id, partner_id, member_id, kind, status, amount_cents, currency, points, debt_points,
+         price_micros, receipt_ref, original_id, occurred_at, created_at, finished_at)
+    SELECT :refund_id::uuid, :partner_id::bigint, :member_id::bigint, 'refund', 'completed',
+           :amount_cents::bigint, :currency::text, :points::bigint, :debt_points::bigint,
+           :price_micros::integer, :receipt_ref::text, :earn_id::uuid,
+           :booked_at::timestamptz, :booked_at::timestamptz, :booked_at::timestamptz
+    FROM go
+),
+original AS (
+    UPDATE transactions
+    SET points_refunded = points_refunded + :points::bigint,
+        amount_refunded_cents = amount_refunded_cents + :amount_cents::bigint
+    FROM go
+    WHERE id = :earn_id::uuid AND amount_refunded_cents = :refunded_before::bigint
+    RETURNING id
+),
+own_lot AS (
+    UPDATE lots SET points_remaining = points_remaining - :from_lot::bigint
+    FROM go
+    WHERE id = :skip_lot_id::bigint AND :from_lot::bigint > 0
+    RETURNING :from_lot::bigint AS points
+),
+{TAKE_FIFO_CTES},
+{ENTRY_CTES}
+SELECT {ENTRY_RESULT},
+       (SELECT count(*) FROM original) AS original_updated,
+       (SELECT coalesce(sum(points), 0) FROM own_lot) + (SELECT coalesce(sum(points), 0) FROM consumed)
+           AS taken
+""")
+
+
+_REFUND = {flag: _statement(flag) for flag in (True, False)}
+
+
+async def apply_refund(conn: asyncpg.Connection, plan: RefundPlan, claim: Claim | None) -> bool:
+    query = _REFUND[claim is not None]
+    earn = plan.refundable.earn
+    row = await conn.fetchrow(
+        query.text,
+        *query.args(
+            {
+                **claim_params(claim),
+                "refund_id": plan.refund_id,
+                "partner_id": earn.partner_id,
+                "member_id": earn.member_id,
+                "amount_cents": plan.amount_cents,
+                "currency": earn.currency,
+                "points": plan.points,
+                "debt_points": plan.debt_points,
+                "price_micros": earn.price_micros,
+                "receipt_ref": plan.receipt_ref,
+                "earn_id": earn.id,
+                "refunded_before": earn.amount_refunded_cents,
+                "from_lot": plan.from_lot,
+                "skip_lot_id": plan.refundable.lot_id,
+                "take_points": plan.from_available,
+                **entry_params(
+                    plan.postings,
+                    kind="refund",
+                    booked_at=plan.booked_at,
+                    transaction_id=plan.refund_id,
+                    partner_id=earn.partner_id,
+                    member_id=earn.member_id,
+                    price_micros=earn.price_micros,
+                ),
+            }
+        ),
+    )
+    if not row["went"]:
+        return False
+    require_moved(row, plan.postings)
+    if row["original_updated"] != 1 or row["taken"] != plan.from_lot + plan.from_available:
+        raise LedgerInvariantError(f"refund of {earn.id} did not add up")
+    return True

@@ -1,0 +1,1 @@
+"""The partner settlement API, /partner/v1: JSON, token-authenticated."""

@@ -1,0 +1,238 @@
+"""HTTP handlers of /partner/v1: parse, call one service function, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from api.coalition.partners import verify_credentials
+from api.errors import DomainError, Unauthorized
+from api.partner_api import schemas, services
+from api.partner_api.auth import PartnerPrincipal, bearer_token, issue_token, verify_token
+from api.partner_api.idempotency import HEADER, REPLAY_HEADER, Answer, require_key
+from api.web.state import Runtime, runtime
+
+KeyHeader = Annotated[
+    str | None,
+    Parameter(
+        header=HEADER,
+        required=False,
+        description="Required on every POST: 1-255 printable ASCII characters. A repeat with "
+        "the same body returns the first answer with `Idempotent-Replayed: true`.",
+    ),
+]
+
+
+async def current_partner(request: Request[Any, Any, Any]) -> PartnerPrincipal:
+    rt = runtime(request.app.state)
+    token = bearer_token(request.headers.get("authorization"))
+    return verify_token(token, secret=rt.settings.jwt_secret or "", now=rt.clock.now())
+
+
+def _respond(answer: Answer) -> Response[schemas.TransactionOut]:
+    headers = {REPLAY_HEADER: "true"} if answer.replayed else {}
+    return Response(
+        content=answer.body,  # type: ignore[arg-type]  # pre-encoded JSON, stored with its key
+        status_code=answer.status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _request(
+    partner: PartnerPrincipal, key: str | None, request: Request[Any, Any, Any], body: msgspec.Struct
+) -> services.Request:
+    return services.Request.of(partner, require_key(key), request.url.path, body)
+
+
+class TokenController(Controller):
+    path = "/partner/v1"
+    tags = ["Partner API: authentication"]
+
+    @post(
+        "/token",
+        summary="Exchange client credentials for an access token",
+        description="OAuth 2.0 client credentials grant. Send `grant_type=client_credentials`, "
+        "`client_id` and `client_secret` as a form or as JSON. The token is a JWT valid for "
+        "`expires_in` seconds; send it as `Authorization: Bearer <token>`.",
+        status_code=200,
+    )
+    async def token(self, request: Request[Any, Any, Any]) -> schemas.TokenResponse:
+        rt = runtime(request.app.state)
+        raw = await request.body()
+        content_type = request.headers.get("content-type", "")
+        try:
+            if content_type.startswith("application/x-www-form-urlencoded"):
+                data = msgspec.convert(dict(parse_qsl(raw.decode())), schemas.TokenRequest)
+            else:
+                data = msgspec.json.decode(raw, type=schemas.TokenRequest)
+        except msgspec.DecodeError as exc:
+            raise DomainError(f"token request: {exc}", code="invalid_request", status=400) from None
+        except UnicodeDecodeError:
+            raise DomainError("token request is not UTF-8", code="invalid_request", status=400) from None
+        async with rt.db.acquire() as conn:
+            found = await verify_credentials(conn, data.client_id, data.client_secret)
+        if found is None:
+            raise Unauthorized("unknown client or wrong secret", code="invalid_client")
+        ttl = rt.settings.partner_token_ttl_seconds
+        token = issue_token(
+            PartnerPrincipal(*found), secret=rt.settings.jwt_secret or "", now=rt.clock.now(), ttl_seconds=ttl
+        )
+        return schemas.TokenResponse(access_token=token, token_type="Bearer", expires_in=ttl)
+
+
+class PartnerController(Controller):
+    path = "/partner/v1"
+    tags = ["Partner API"]
+    dependencies = {"partner": Provide(current_partner)}
+    security = [{"bearer": []}]
+
+    @get("/members/{card_number:str}", summary="Identify a member by card number")
+    async def identify(
+        self, request: Request[Any, Any, Any], partner: PartnerPrincipal, card_number: str
+    ) -> schemas.MemberOut:
+        return await services.identify(runtime(request.app.state).db, card_number)
+
+    @post("/earn", summary="Earn points for a purchase", status_code=201)
+    async def earn(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        data: schemas.EarnRequest,
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.TransactionOut]:
+        rt = runtime(request.app.state)
+        answer = await services.earn_points(
+            rt.db, rt.clock, _request(partner, idempotency_key, request, data), data
+        )
+        return _respond(answer)
+
+    @post("/burns/authorize", summary="Hold points for a burn until captured or voided", status_code=201)
+    async def authorize(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        data: schemas.AuthorizeRequest,
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.TransactionOut]:
+        return await self._burn(request, partner, data, idempotency_key, capture=False)
+
+    @post("/burns", summary="Burn points in one step (authorize and capture)", status_code=201)
+    async def burn(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        data: schemas.BurnRequest,
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.TransactionOut]:
+        return await self._burn(request, partner, data, idempotency_key, capture=True)
+
+    async def _burn(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        data: schemas.AuthorizeRequest | schemas.BurnRequest,
+        key: str | None,
+        *,
+        capture: bool,
+    ) -> Response[schemas.TransactionOut]:
+        rt = runtime(request.app.state)
+        answer = await services.authorize_burn(
+            rt.db,
+            rt.clock,
+            _request(partner, key, request, data),
+            data,
+            hold_minutes_default=rt.settings.hold_minutes_default,
+            capture=capture,
+        )
+        return _respond(answer)
+
+    @post("/burns/{transaction_id:uuid}/capture", summary="Capture all or part of a hold", status_code=200)
+    async def capture(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        transaction_id: UUID,
+        data: schemas.CaptureRequest | None = None,
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.TransactionOut]:
+        body = data or schemas.CaptureRequest()
+        return await self._finish(request, partner, transaction_id, idempotency_key, body, "captured")
+
+    @post("/burns/{transaction_id:uuid}/void", summary="Void a hold: the points go back", status_code=200)
+    async def void(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        transaction_id: UUID,
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.TransactionOut]:
+        return await self._finish(
+            request, partner, transaction_id, idempotency_key, schemas.CaptureRequest(), "voided"
+        )
+
+    async def _finish(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        transaction_id: UUID,
+        key: str | None,
+        body: schemas.CaptureRequest,
+        status: Literal["captured", "voided"],
+    ) -> Response[schemas.TransactionOut]:
+        rt = runtime(request.app.state)
+        answer = await services.finish_burn(
+            rt.db,
+            rt.clock,
+            _request(partner, key, request, body),
+            transaction_id,
+            status=status,
+            points=body.points,
+        )
+        return _respond(answer)
+
+    @post(
+        "/transactions/{transaction_id:uuid}/refunds",
+        summary="Refund all or part of a purchase: its points are reversed in proportion",
+        status_code=201,
+    )
+    async def refund(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        transaction_id: UUID,
+        data: schemas.RefundRequest,
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.TransactionOut]:
+        rt = runtime(request.app.state)
+        answer = await services.refund_earn(
+            rt.db, rt.clock, _request(partner, idempotency_key, request, data), transaction_id, data
+        )
+        return _respond(answer)
+
+    @get("/transactions/{transaction_id:uuid}", summary="Get one of your transactions")
+    async def get_transaction(
+        self, request: Request[Any, Any, Any], partner: PartnerPrincipal, transaction_id: UUID
+    ) -> schemas.TransactionOut:
+        return await services.get_transaction(
+            runtime(request.app.state).db, partner.partner_id, transaction_id
+        )
+
+    @get("/transactions", summary="List your transactions, newest first")
+    async def list_transactions(
+        self,
+        request: Request[Any, Any, Any],
+        partner: PartnerPrincipal,
+        limit: Annotated[int, Parameter(ge=1, le=schemas.PAGE_SIZE_MAX)] = 50,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        kind: Literal["earn", "burn", "refund"] | None = None,
+    ) -> schemas.TransactionPage:
+        return await services.list_transactions(
+            runtime(request.app.state).db, partner.partner_id, limit=limit, cursor=cursor, kind=kind
+        )

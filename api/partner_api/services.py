@@ -1,0 +1,451 @@
+"""What each partner API call does, as one database transaction.
+
+Shape of every write: (1) one statement reads the partner's terms, any
+stored answer for the idempotency key, and the member with their accounts
+locked; (2) the domain plans the change in Python; (3) the answer is
+rendered; (4) one statement writes the plan, the answer and the key. A
+replay returns the stored answer before anything is validated, so a repeat
+gets the first answer even if the world has changed since.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from api.clock import Clock
+from api.coalition.cards import is_valid_card_number
+from api.coalition.members import require_active_member
+from api.coalition.partners import TERMS_COLUMNS, TERMS_JOINS, require_active_partner, terms_from
+from api.db.pool import transaction
+from api.errors import DomainError, NotFound
+from api.ledger import burn, earn, refund
+from api.ledger.accounts import (
+    MEMBER_ACCOUNTS_COLUMNS,
+    MEMBER_ACCOUNTS_LATERAL,
+    MemberAccounts,
+    lock_member,
+    member_accounts_from,
+)
+from api.ledger.idempotency import Claim, StoredAnswer, stored_answer
+from api.ledger.terms import PartnerTerms
+from api.ledger.transactions import COLUMNS, TransactionRow, row_from
+from api.money import is_iso_currency
+from api.partner_api import schemas
+from api.partner_api.auth import PartnerPrincipal
+from api.partner_api.idempotency import Answer, fingerprint, replay
+
+OCCURRED_AT_FUTURE_SKEW = timedelta(minutes=5)
+OCCURRED_AT_PAST_MAX = timedelta(days=30)
+
+_encode = msgspec.json.Encoder().encode
+
+_CARD_CONTEXT = f"""
+SELECT {TERMS_COLUMNS},
+       k.request_sha256, k.response_status, k.response_body,
+       {MEMBER_ACCOUNTS_COLUMNS}
+FROM partners p
+{TERMS_JOINS}
+LEFT JOIN idempotency_keys k ON k.partner_id = p.id AND k.key = $2
+LEFT JOIN members m ON m.card_number = $3
+{MEMBER_ACCOUNTS_LATERAL}
+WHERE p.id = $1
+"""
+
+_TRANSACTION_CONTEXT = f"""
+SELECT {TERMS_COLUMNS},
+       k.request_sha256, k.response_status, k.response_body,
+       t.member_id AS txn_member_id
+FROM partners p
+{TERMS_JOINS}
+LEFT JOIN idempotency_keys k ON k.partner_id = p.id AND k.key = $2
+LEFT JOIN transactions t ON t.id = $3 AND t.partner_id = p.id
+WHERE p.id = $1
+"""
+
+
+class Request(msgspec.Struct, frozen=True):
+    """A write as the service sees it: who, which key, the fingerprint."""
+
+    partner: PartnerPrincipal
+    key: str
+    request_sha256: bytes
+
+    @classmethod
+    def of(cls, partner: PartnerPrincipal, key: str, path: str, body: msgspec.Struct) -> Request:
+        return cls(partner, key, fingerprint(path, _encode(body)))
+
+
+def _stored(row: asyncpg.Record) -> StoredAnswer | None:
+    if row["request_sha256"] is None:
+        return None
+    return StoredAnswer(row["request_sha256"], row["response_status"], row["response_body"])
+
+
+def render(row: TransactionRow, member_public_id: UUID, card_number: str) -> schemas.TransactionOut:
+    return schemas.TransactionOut(
+        id=row.id,
+        kind=row.kind,  # type: ignore[arg-type]  # the table's CHECK limits kind to the Literal
+        status=row.status,
+        member_id=member_public_id,
+        card_number=card_number,
+        points=row.points,
+        amount_cents=row.amount_cents,
+        currency=row.currency,
+        points_captured=row.points_captured,
+        points_refunded=row.points_refunded,
+        amount_refunded_cents=row.amount_refunded_cents,
+        debt_points=row.debt_points,
+        debt_repaid_points=row.debt_repaid_points,
+        price_micros=row.price_micros,
+        receipt_ref=row.receipt_ref,
+        store_id=row.store_id,
+        original_id=row.original_id,
+        occurred_at=row.occurred_at,
+        created_at=row.created_at,
+        available_at=row.available_at,
+        hold_expires_at=row.hold_expires_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _claim(
+    request: Request, status: int, row: TransactionRow, member: MemberAccounts, now: datetime
+) -> Claim:
+    body = _encode(render(row, member.public_id, member.card_number))
+    return Claim(request.partner.partner_id, request.key, request.request_sha256, status, body, now)
+
+
+def _require_card(card_number: str) -> None:
+    if not is_valid_card_number(card_number):
+        raise DomainError(
+            "the card number is not a valid 16-digit Kring card number (check digit)",
+            code="invalid_card_number",
+        )
+
+
+def _require_currency(currency: str, terms: PartnerTerms) -> None:
+    if not is_iso_currency(currency):
+        raise DomainError(f"{currency!r} is not an ISO 4217 currency", code="unknown_currency")
+    if currency != terms.currency:
+        raise DomainError(
+            f"this partner settles in {terms.currency}, not {currency}", code="currency_not_supported"
+        )
+
+
+def _occurred_at(value: datetime | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    if value.tzinfo is None:
+        raise DomainError("occurred_at needs a time zone offset", code="invalid_occurred_at")
+    if value > now + OCCURRED_AT_FUTURE_SKEW or value < now - OCCURRED_AT_PAST_MAX:
+        raise DomainError(
+            "occurred_at must be within the last 30 days and not in the future",
+            code="invalid_occurred_at",
+        )
+    return value
+
+
+async def _card_context(
+    conn: asyncpg.Connection, request: Request, card_number: str
+) -> tuple[PartnerTerms, StoredAnswer | None, MemberAccounts | None]:
+    row = await conn.fetchrow(_CARD_CONTEXT, request.partner.partner_id, request.key, card_number)
+    if row is None:
+        raise NotFound("partner not found", code="partner_not_found")
+    return terms_from(row), _stored(row), member_accounts_from(row)
+
+
+def _require_member(member: MemberAccounts | None) -> MemberAccounts:
+    if member is None:
+        raise NotFound("no member has this card number", code="member_not_found")
+    require_active_member(member.status)
+    return member
+
+
+class _LostRace(Exception):
+    """Another request with the same key committed first; roll back, then replay."""
+
+
+async def _run(
+    pool: asyncpg.Pool,
+    request: Request,
+    work: Callable[[asyncpg.Connection], Awaitable[Answer]],
+) -> Answer:
+    try:
+        return await transaction(pool, work)
+    except _LostRace:
+        async with pool.acquire() as conn:
+            stored = await stored_answer(conn, request.partner.partner_id, request.key)
+        if stored is None:  # the winner rolled back after all; the client may retry
+            raise DomainError(
+                "a request with this Idempotency-Key is in flight", code="idempotency_conflict", status=409
+            ) from None
+        return replay(stored, request.request_sha256)
+
+
+async def earn_points(
+    pool: asyncpg.Pool, clock: Clock, request: Request, body: schemas.EarnRequest
+) -> Answer:
+    _require_card(body.card_number)
+
+    async def work(conn: asyncpg.Connection) -> Answer:
+        terms, stored, member = await _card_context(conn, request, body.card_number)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        require_active_partner(terms)
+        _require_currency(body.currency, terms)
+        member = _require_member(member)
+        now = clock.now()
+        plan = earn.plan_earn(
+            terms,
+            member,
+            amount_cents=body.amount_cents,
+            currency=body.currency,
+            receipt_ref=body.receipt_ref,
+            store_id=body.store_id,
+            occurred_at=_occurred_at(body.occurred_at, now),
+            now=now,
+        )
+        claim = _claim(request, 201, plan.row, member, now)
+        if not await earn.apply_earn(conn, plan, claim):
+            raise _LostRace
+        return Answer(201, claim.response_body)
+
+    return await _run(pool, request, work)
+
+
+async def authorize_burn(
+    pool: asyncpg.Pool,
+    clock: Clock,
+    request: Request,
+    body: schemas.AuthorizeRequest | schemas.BurnRequest,
+    *,
+    hold_minutes_default: int,
+    capture: bool,
+) -> Answer:
+    """Authorize a burn; with `capture`, capture it in the same transaction."""
+    _require_card(body.card_number)
+
+    async def work(conn: asyncpg.Connection) -> Answer:
+        terms, stored, member = await _card_context(conn, request, body.card_number)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        require_active_partner(terms)
+        member = _require_member(member)
+        now = clock.now()
+        hold_minutes = getattr(body, "hold_minutes", None) or hold_minutes_default
+        plan = burn.plan_authorize(
+            terms,
+            member,
+            points=body.points,
+            hold_minutes=hold_minutes,
+            receipt_ref=body.receipt_ref,
+            store_id=body.store_id,
+            occurred_at=_occurred_at(body.occurred_at, now),
+            now=now,
+        )
+        if not capture:
+            claim = _claim(request, 201, plan.row, member, now)
+            if not await burn.apply_authorize(conn, plan, claim):
+                raise _LostRace
+            return Answer(201, claim.response_body)
+        # One-step burn: authorize and capture all, the claim written with the capture.
+        finish = burn.plan_finish(
+            plan.row,
+            _after_authorize(member, plan.points),
+            terms.points_redeemed_id,
+            status="captured",
+            capture_points=plan.points,
+            now=now,
+        )
+        claim = _claim(request, 201, finish.row, member, now)
+        await burn.apply_authorize(conn, plan, None)
+        if not await burn.apply_finish(conn, finish, claim):
+            raise _LostRace
+        return Answer(201, claim.response_body)
+
+    return await _run(pool, request, work)
+
+
+def _after_authorize(member: MemberAccounts, points: int) -> MemberAccounts:
+    return dataclasses.replace(
+        member, available=member.available - points, held=member.held + points
+    )
+
+
+async def _transaction_context(
+    conn: asyncpg.Connection, request: Request, transaction_id: UUID
+) -> tuple[PartnerTerms, StoredAnswer | None, int | None]:
+    row = await conn.fetchrow(
+        _TRANSACTION_CONTEXT, request.partner.partner_id, request.key, transaction_id
+    )
+    if row is None:
+        raise NotFound("partner not found", code="partner_not_found")
+    return terms_from(row), _stored(row), row["txn_member_id"]
+
+
+def _transaction_not_found() -> NotFound:
+    # The same answer for "does not exist" and "belongs to another partner".
+    return NotFound("no such transaction for this partner", code="transaction_not_found")
+
+
+async def finish_burn(
+    pool: asyncpg.Pool,
+    clock: Clock,
+    request: Request,
+    transaction_id: UUID,
+    *,
+    status: str,
+    points: int | None,
+) -> Answer:
+    async def work(conn: asyncpg.Connection) -> Answer:
+        terms, stored, member_id = await _transaction_context(conn, request, transaction_id)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        if member_id is None:
+            raise _transaction_not_found()
+        member = await lock_member(conn, member_id)
+        hold = await _load_own(conn, transaction_id, request.partner.partner_id)
+        if hold is None or hold.kind != "burn" or member is None:
+            raise _transaction_not_found()
+        now = clock.now()
+        capture_points = 0 if status != "captured" else (points if points is not None else hold.points)
+        plan = burn.plan_finish(
+            hold, member, terms.points_redeemed_id, status=status, capture_points=capture_points, now=now
+        )
+        claim = _claim(request, 200, plan.row, member, now)
+        if not await burn.apply_finish(conn, plan, claim):
+            raise _LostRace
+        return Answer(200, claim.response_body)
+
+    return await _run(pool, request, work)
+
+
+async def refund_earn(
+    pool: asyncpg.Pool,
+    clock: Clock,
+    request: Request,
+    transaction_id: UUID,
+    body: schemas.RefundRequest,
+) -> Answer:
+    async def work(conn: asyncpg.Connection) -> Answer:
+        terms, stored, member_id = await _transaction_context(conn, request, transaction_id)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        if member_id is None:
+            raise _transaction_not_found()
+        member = await lock_member(conn, member_id)
+        refundable = await refund.load_refundable(conn, transaction_id)
+        if refundable is None or member is None:
+            raise DomainError("only earn transactions can be refunded", code="not_refundable")
+        _require_currency(body.currency, terms)
+        now = clock.now()
+        plan = refund.plan_refund(
+            refundable,
+            member,
+            terms.points_issued_id,
+            amount_cents=body.amount_cents,
+            receipt_ref=body.receipt_ref,
+            now=now,
+        )
+        claim = _claim(request, 201, plan.row, member, now)
+        if not await refund.apply_refund(conn, plan, claim):
+            raise _LostRace
+        return Answer(201, claim.response_body)
+
+    return await _run(pool, request, work)
+
+
+async def _load_own(conn: asyncpg.Connection, transaction_id: UUID, partner_id: int) -> TransactionRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM transactions WHERE id = $1 AND partner_id = $2", transaction_id, partner_id
+    )
+    return None if record is None else row_from(record)
+
+
+# Reads ---------------------------------------------------------------------
+
+_MEMBER_READ = """
+SELECT m.public_id, m.card_number, m.status, m.display_name,
+       max(a.balance) FILTER (WHERE a.kind = 'member_available') AS available,
+       max(a.balance) FILTER (WHERE a.kind = 'member_pending') AS pending
+FROM members m JOIN accounts a ON a.member_id = m.id
+WHERE m.card_number = $1
+GROUP BY m.id
+"""
+
+
+async def identify(pool: asyncpg.Pool, card_number: str) -> schemas.MemberOut:
+    _require_card(card_number)
+    row = await pool.fetchrow(_MEMBER_READ, card_number)
+    if row is None:
+        raise NotFound("no member has this card number", code="member_not_found")
+    require_active_member(row["status"])
+    return schemas.MemberOut(
+        member_id=row["public_id"],
+        card_number=row["card_number"],
+        status=row["status"],
+        available_points=row["available"],
+        pending_points=row["pending"],
+        display_name=row["display_name"],
+    )
+
+
+_TXN_READ = f"""
+SELECT {", ".join("t." + c for c in COLUMNS.split(", "))},
+       m.public_id AS member_public_id, m.card_number
+FROM transactions t JOIN members m ON m.id = t.member_id
+"""
+
+
+def _render_read(record: asyncpg.Record) -> schemas.TransactionOut:
+    return render(row_from(record), record["member_public_id"], record["card_number"])
+
+
+async def get_transaction(pool: asyncpg.Pool, partner_id: int, transaction_id: UUID) -> schemas.TransactionOut:
+    record = await pool.fetchrow(_TXN_READ + " WHERE t.id = $1 AND t.partner_id = $2", transaction_id, partner_id)
+    if record is None:
+        raise _transaction_not_found()
+    return _render_read(record)
+
+
+def encode_cursor(created_at: datetime, transaction_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{transaction_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, ident = raw.split("|")
+        return datetime.fromisoformat(created), UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise DomainError("the cursor is not one this API gave out", code="invalid_cursor", status=400) from None
+
+
+async def list_transactions(
+    pool: asyncpg.Pool, partner_id: int, *, limit: int, cursor: str | None, kind: str | None
+) -> schemas.TransactionPage:
+    params: list[Any] = [partner_id, kind, limit + 1]
+    where = "t.partner_id = $1 AND ($2::text IS NULL OR t.kind = $2)"
+    if cursor is not None:
+        created_at, ident = decode_cursor(cursor)
+        params += [created_at, ident]
+        where += " AND (t.created_at, t.id) < ($4, $5)"
+    records = await pool.fetch(
+        _TXN_READ + f" WHERE {where} ORDER BY t.created_at DESC, t.id DESC LIMIT $3", *params
+    )
+    items = [_render_read(r) for r in records[:limit]]
+    next_cursor = None
+    if len(records) > limit:
+        last = records[limit - 1]
+        next_cursor = encode_cursor(last["created_at"], last["id"])
+    return schemas.TransactionPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,1 @@
+"""Pieces every HTTP surface shares: problem responses and app-state dependencies."""
