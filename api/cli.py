@@ -125,7 +125,7 @@ def db_url(ctx: Context) -> None:
 def _seed_demo(ctx: Context, url: str) -> None:
     from api.demo import seed_demo
 
-    summary = asyncio.run(seed_demo(url))
+    summary = asyncio.run(seed_demo(url, data_dir=ctx.settings.data_dir))
     click.echo(summary)
 
 

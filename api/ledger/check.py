@@ -83,11 +83,19 @@ class Violation:
 
 
 async def check_ledger(conn: asyncpg.Connection) -> list[Violation]:
-    """Run every check in one repeatable-read snapshot; return the violations."""
-    violations = []
+    """Run every check in one repeatable-read snapshot; return the violations.
+
+    Inside a caller's transaction the checks see that transaction's view."""
+    if conn.is_in_transaction():
+        return await _run_checks(conn)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        for name, query in CHECKS.items():
-            rows = await conn.fetch(query)
-            if rows:
-                violations.append(Violation(name, [dict(r) for r in rows]))
+        return await _run_checks(conn)
+
+
+async def _run_checks(conn: asyncpg.Connection) -> list[Violation]:
+    violations = []
+    for name, query in CHECKS.items():
+        rows = await conn.fetch(query)
+        if rows:
+            violations.append(Violation(name, [dict(r) for r in rows]))
     return violations

@@ -17,6 +17,7 @@ from api.errors import Unauthorized
 ALGORITHM = "HS256"
 AUDIENCE = "kring:partner-api"
 ISSUER = "kring"
+CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +48,20 @@ def verify_token(token: str, *, secret: str, now: datetime) -> PartnerPrincipal:
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "aud", "iss"], "verify_exp": False},
+            # Time claims are checked below against Kring's clock, so tests can move time.
+            options={
+                "require": ["exp", "iat", "sub", "aud", "iss"],
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.InvalidTokenError:
         raise Unauthorized("the access token is invalid", code="invalid_token") from None
-    # Expiry is checked against Kring's clock, so tests can move time.
+    if not isinstance(claims["exp"], int) or not isinstance(claims["iat"], int):
+        raise Unauthorized("the access token is invalid", code="invalid_token")
+    if claims["iat"] > now.timestamp() + CLOCK_SKEW_SECONDS:
+        raise Unauthorized("the access token is not valid yet", code="invalid_token")
     if claims["exp"] <= now.timestamp():
         raise Unauthorized("the access token has expired", code="token_expired")
     try:

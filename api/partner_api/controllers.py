@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 
 from api.coalition.partners import verify_credentials
 from api.errors import DomainError, Unauthorized
@@ -20,8 +20,8 @@ from api.web.state import Runtime, runtime
 
 KeyHeader = Annotated[
     str | None,
-    Parameter(
-        header=HEADER,
+    HeaderParameter(
+        name=HEADER,
         required=False,
         description="Required on every POST: 1-255 printable ASCII characters. A repeat with "
         "the same body returns the first answer with `Idempotent-Replayed: true`.",

@@ -1,0 +1,149 @@
+"""Shared fixtures: one embedded PostgreSQL per test session, a fresh database
+per test module (cloned from a migrated template), and the ledger check run
+when each module finishes: a module that leaves the ledger unsound fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from api.app import create_app
+from api.clock import ManualClock
+from api.coalition.members import create_member
+from api.coalition.partners import Credentials, NewPartner, create_partner
+from api.db import migrate
+from api.db.embedded import EmbeddedServer, ensure_database
+from api.db.pool import create_pool, transaction
+from api.ledger.check import check_ledger
+from api.settings import Settings, load_settings
+from partners.client import PartnerClient
+
+TEMPLATE_DB = "kring_template"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+_database_numbers = itertools.count(1)
+_codes = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedServer]:
+    # Short path: PostgreSQL's unix socket path must stay under 107 bytes.
+    root = Path(tempfile.mkdtemp(prefix="kt"))
+    server = EmbeddedServer(root / "pg")
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def template_url(pg_server: EmbeddedServer) -> str:
+    await ensure_database(pg_server.admin_url, TEMPLATE_DB)
+    url = pg_server.url_for(TEMPLATE_DB)
+    await asyncio.to_thread(migrate.upgrade, url)  # Alembic's env runs its own event loop
+    return url
+
+
+@pytest.fixture(scope="module")
+async def database_url(pg_server: EmbeddedServer, template_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this module; ledger-checked at the end."""
+    name = f"kring_test_{os.getpid()}_{next(_database_numbers)}"
+    await ensure_database(pg_server.admin_url, name, template=TEMPLATE_DB)
+    url = pg_server.url_for(name)
+    yield url
+    conn = await asyncpg.connect(url)
+    try:
+        violations = await check_ledger(conn)
+    finally:
+        await conn.close()
+    assert not violations, "ledger check failed:\n" + "\n".join(v.describe() for v in violations)
+
+
+@pytest.fixture(scope="module")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=2, max_size=30)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="module")
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return load_settings(
+        {
+            "KRING_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+            "KRING_JWT_SECRET": "test-secret-" + "x" * 40,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def app(settings: Settings, database_url: str, clock: ManualClock, pool: asyncpg.Pool) -> Any:
+    """The real application, served in-process; it shares the module's pool."""
+    application = create_app(settings, database_url, clock=clock)
+    application.state.runtime.pool = pool
+    return application
+
+
+@pytest.fixture(scope="module")
+def make_partner(pool: asyncpg.Pool, clock: ManualClock) -> Callable[..., Awaitable[Credentials]]:
+    async def make(**terms: Any) -> Credentials:
+        code = terms.pop("code", f"partner-{next(_codes)}")
+        new = NewPartner(code=code, name=terms.pop("name", code.title()), kind=terms.pop("kind", "shop"), **terms)
+        return await transaction(pool, lambda conn: create_partner(conn, new, now=clock.now()))
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def make_member(pool: asyncpg.Pool, clock: ManualClock) -> Callable[..., Awaitable[str]]:
+    async def make(**fields: Any) -> str:
+        member = await transaction(pool, lambda conn: create_member(conn, now=clock.now(), **fields))
+        return member.card_number
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def client_for(app: Any) -> Callable[[Credentials], PartnerClient]:
+    """A partner's API client talking to the in-process app."""
+
+    def make(creds: Credentials) -> PartnerClient:
+        return PartnerClient(
+            "http://kring.test",
+            creds.client_id,
+            creds.client_secret,
+            transport=httpx.ASGITransport(app=app),
+        )
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def http(app: Any) -> httpx.AsyncClient:
+    """A raw HTTP client on the in-process app, for malformed and hostile requests."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kring.test")
+
+
+async def balances(pool: asyncpg.Pool, card_number: str) -> dict[str, int]:
+    """The member's account balances by kind (available, pending, held, debt)."""
+    rows = await pool.fetch(
+        "SELECT a.kind, a.balance FROM accounts a JOIN members m ON m.id = a.member_id"
+        " WHERE m.card_number = $1",
+        card_number,
+    )
+    return {r["kind"].removeprefix("member_"): r["balance"] for r in rows}
