@@ -6,7 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pathlib import Path
+
 from litestar import Litestar, Request, get
+from litestar.static_files import create_static_files_router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -19,6 +22,9 @@ from api.web.problems import EXCEPTION_HANDLERS
 from api.web.state import Runtime, runtime
 
 REQUEST_BODY_BYTES_MAX = 64 * 1024
+STATIC_DIR = Path(__file__).resolve().parents[1] / "pwa" / "static"
+# Vendored so that the API docs render with no network (one pinned file).
+REDOC_JS = "/static/vendor/redoc-2.5.1.standalone.js"
 
 
 @get("/health", tags=["Operations"], summary="Liveness and database reachability")
@@ -55,7 +61,12 @@ def create_app(
             rt.pool = None
 
     app = Litestar(
-        route_handlers=[health, TokenController, PartnerController],
+        route_handlers=[
+            health,
+            TokenController,
+            PartnerController,
+            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
@@ -64,7 +75,7 @@ def create_app(
             version="1.0.0",
             description="Kring's partner API: identify members, earn and burn points, refunds.",
             path="/schema",
-            render_plugins=[RedocRenderPlugin()],
+            render_plugins=[RedocRenderPlugin(js_url=REDOC_JS, google_fonts=False)],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

@@ -8,8 +8,8 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
-from litestar.params import HeaderParameter, Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from api.coalition.partners import verify_credentials
 from api.errors import DomainError, Unauthorized
@@ -35,6 +35,9 @@ async def current_partner(request: Request[Any, Any, Any]) -> PartnerPrincipal:
     return verify_token(token, secret=rt.settings.jwt_secret or "", now=rt.clock.now())
 
 
+Partner = NamedDependency[PartnerPrincipal]
+
+
 def _respond(answer: Answer) -> Response[schemas.TransactionOut]:
     headers = {REPLAY_HEADER: "true"} if answer.replayed else {}
     return Response(
@@ -46,7 +49,7 @@ def _respond(answer: Answer) -> Response[schemas.TransactionOut]:
 
 
 def _request(
-    partner: PartnerPrincipal, key: str | None, request: Request[Any, Any, Any], body: msgspec.Struct
+    partner: Partner, key: str | None, request: Request[Any, Any, Any], body: msgspec.Struct
 ) -> services.Request:
     return services.Request.of(partner, require_key(key), request.url.path, body)
 
@@ -95,7 +98,7 @@ class PartnerController(Controller):
 
     @get("/members/{card_number:str}", summary="Identify a member by card number")
     async def identify(
-        self, request: Request[Any, Any, Any], partner: PartnerPrincipal, card_number: str
+        self, request: Request[Any, Any, Any], partner: Partner, card_number: FromPath[str]
     ) -> schemas.MemberOut:
         return await services.identify(runtime(request.app.state).db, card_number)
 
@@ -103,8 +106,8 @@ class PartnerController(Controller):
     async def earn(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
-        data: schemas.EarnRequest,
+        partner: Partner,
+        data: JSONBody[schemas.EarnRequest],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         rt = runtime(request.app.state)
@@ -117,8 +120,8 @@ class PartnerController(Controller):
     async def authorize(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
-        data: schemas.AuthorizeRequest,
+        partner: Partner,
+        data: JSONBody[schemas.AuthorizeRequest],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         return await self._burn(request, partner, data, idempotency_key, capture=False)
@@ -127,8 +130,8 @@ class PartnerController(Controller):
     async def burn(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
-        data: schemas.BurnRequest,
+        partner: Partner,
+        data: JSONBody[schemas.BurnRequest],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         return await self._burn(request, partner, data, idempotency_key, capture=True)
@@ -136,7 +139,7 @@ class PartnerController(Controller):
     async def _burn(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
+        partner: Partner,
         data: schemas.AuthorizeRequest | schemas.BurnRequest,
         key: str | None,
         *,
@@ -157,9 +160,9 @@ class PartnerController(Controller):
     async def capture(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
-        transaction_id: UUID,
-        data: schemas.CaptureRequest | None = None,
+        partner: Partner,
+        transaction_id: FromPath[UUID],
+        data: JSONBody[schemas.CaptureRequest | None] = None,
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         body = data or schemas.CaptureRequest()
@@ -169,8 +172,8 @@ class PartnerController(Controller):
     async def void(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
-        transaction_id: UUID,
+        partner: Partner,
+        transaction_id: FromPath[UUID],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         return await self._finish(
@@ -180,7 +183,7 @@ class PartnerController(Controller):
     async def _finish(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
+        partner: Partner,
         transaction_id: UUID,
         key: str | None,
         body: schemas.CaptureRequest,
@@ -205,9 +208,9 @@ class PartnerController(Controller):
     async def refund(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
-        transaction_id: UUID,
-        data: schemas.RefundRequest,
+        partner: Partner,
+        transaction_id: FromPath[UUID],
+        data: JSONBody[schemas.RefundRequest],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         rt = runtime(request.app.state)
@@ -218,7 +221,7 @@ class PartnerController(Controller):
 
     @get("/transactions/{transaction_id:uuid}", summary="Get one of your transactions")
     async def get_transaction(
-        self, request: Request[Any, Any, Any], partner: PartnerPrincipal, transaction_id: UUID
+        self, request: Request[Any, Any, Any], partner: Partner, transaction_id: FromPath[UUID]
     ) -> schemas.TransactionOut:
         return await services.get_transaction(
             runtime(request.app.state).db, partner.partner_id, transaction_id
@@ -228,10 +231,10 @@ class PartnerController(Controller):
     async def list_transactions(
         self,
         request: Request[Any, Any, Any],
-        partner: PartnerPrincipal,
-        limit: Annotated[int, Parameter(ge=1, le=schemas.PAGE_SIZE_MAX)] = 50,
-        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
-        kind: Literal["earn", "burn", "refund"] | None = None,
+        partner: Partner,
+        limit: Annotated[int, QueryParameter(ge=1, le=schemas.PAGE_SIZE_MAX)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        kind: Annotated[Literal["earn", "burn", "refund"] | None, QueryParameter()] = None,
     ) -> schemas.TransactionPage:
         return await services.list_transactions(
             runtime(request.app.state).db, partner.partner_id, limit=limit, cursor=cursor, kind=kind

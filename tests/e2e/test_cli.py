@@ -1,0 +1,143 @@
+"""The `kring` command as operators and scripts use it, in real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from api.db.embedded import EmbeddedServer
+
+KRING = str(Path(sys.executable).parent / "kring")
+
+
+def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environ |= {"KRING_DATA_DIR": str(data_dir), **(env or {})}
+    return subprocess.run([KRING, *args], env=environ, capture_output=True, text=True, timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kring")
+
+
+def test_a_wrong_setting_stops_with_one_line_naming_the_variable(data_dir: Path) -> None:
+    result = run(data_dir, "db", "upgrade", env={"KRING_MODE": "prod"})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "KRING_MODE" in result.stderr and "Traceback" not in result.stderr
+    result = run(data_dir, "db", "upgrade", env={"KRING_DB_POOL_MAX_SIZE": "lots"})
+    assert result.returncode == 2 and "KRING_DB_POOL_MAX_SIZE" in result.stderr
+    result = run(data_dir, "db", "upgrade", env={"KRING_MODE": "production"})
+    assert result.returncode == 2 and "KRING_JWT_SECRET" in result.stderr
+
+
+def test_partner_create_prints_credentials_as_json(data_dir: Path) -> None:
+    result = run(data_dir, "partner", "create", "--code", "bakkerij-vos", "--name", "Bakkerij Vos", "--json")
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert set(created) == {"partner_id", "client_id", "client_secret"}
+    again = run(data_dir, "partner", "create", "--code", "bakkerij-vos", "--name", "Other", "--json")
+    assert again.returncode == 1 and "partner_exists" in again.stderr
+
+
+def test_ledger_check_passes_then_names_a_corrupted_row(data_dir: Path) -> None:
+    assert run(data_dir, "member", "create", "--count", "2", "--json").returncode == 0
+    ok = run(data_dir, "ledger", "check")
+    assert ok.returncode == 0 and "passed" in ok.stdout
+
+    def corrupt(sql: str) -> None:
+        # The embedded server runs while some process holds it; hold it here.
+        server = EmbeddedServer(data_dir / "pgdata")
+
+        async def execute() -> None:
+            conn = await asyncpg.connect(server.url_for("kring"))
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(execute())
+        server.stop()
+
+    account = "(SELECT min(id) FROM accounts WHERE kind = 'member_available')"
+    corrupt(f"UPDATE accounts SET balance = 5 WHERE id = {account}")
+    bad = run(data_dir, "ledger", "check")
+    assert bad.returncode == 1
+    assert "account balance differs from the sum of its postings" in bad.stdout
+    assert "'balance': 5" in bad.stdout
+    corrupt(f"UPDATE accounts SET balance = 0 WHERE id = {account}")
+    assert run(data_dir, "ledger", "check").returncode == 0
+
+
+@pytest.fixture
+def server(data_dir: Path) -> Iterator[str]:
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"KRING_DATA_DIR": str(data_dir)}
+    proc = subprocess.Popen([KRING, "serve", "--port", str(port)], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            proc.kill()
+            pytest.fail("server did not start: " + (proc.stdout.read() if proc.stdout else ""))
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_serve_answers_on_its_port_and_keeps_data_across_restarts(data_dir: Path, server: str) -> None:
+    creds = json.loads(run(data_dir, "partner", "create", "--code", "cafe-noord", "--name", "Café Noord", "--json").stdout)
+    card = json.loads(run(data_dir, "member", "create", "--json").stdout)[0]
+    schema = httpx.get(f"{server}/schema/openapi.json").json()
+    assert "/partner/v1/earn" in schema["paths"]
+    docs = httpx.get(f"{server}/schema")
+    assert docs.status_code == 200 and "/static/vendor/redoc-2.5.1.standalone.js" in docs.text
+    assert httpx.get(f"{server}/static/vendor/redoc-2.5.1.standalone.js").status_code == 200
+    token = httpx.post(
+        f"{server}/partner/v1/token",
+        data={"grant_type": "client_credentials", "client_id": creds["client_id"], "client_secret": creds["client_secret"]},
+    ).json()["access_token"]
+    earned = httpx.post(
+        f"{server}/partner/v1/earn",
+        json={"card_number": card, "amount_cents": 1_250, "currency": "EUR"},
+        headers={"authorization": f"Bearer {token}", "idempotency-key": "first"},
+    )
+    assert earned.status_code == 201 and earned.json()["points"] == 12
+    (data_dir / "earned-id").write_text(earned.json()["id"])
+
+
+def test_data_survives_a_restart(data_dir: Path, server: str) -> None:
+    creds = json.loads(run(data_dir, "partner", "rotate-secret", "--code", "cafe-noord", "--json").stdout)
+    token = httpx.post(f"{server}/partner/v1/token", json={"grant_type": "client_credentials", **{k: creds[k] for k in ("client_id", "client_secret")}}).json()["access_token"]
+    txn_id = (data_dir / "earned-id").read_text()
+    found = httpx.get(f"{server}/partner/v1/transactions/{txn_id}", headers={"authorization": f"Bearer {token}"})
+    assert found.status_code == 200 and found.json()["points"] == 12
