@@ -148,9 +148,13 @@ TERMS_COLUMNS = """
     p.earn_rate_millipoints_per_euro, p.issuance_price_micros, p.redemption_price_micros,
     p.return_window_days, pi.id AS points_issued_id, pr.id AS points_redeemed_id
 """
-TERMS_JOINS = """
+def terms_joins(shard_param: str) -> str:
+    """Joins for TERMS_COLUMNS; `shard_param` (e.g. "$4") names the account shard."""
+    return f"""
     JOIN accounts pi ON pi.partner_id = p.id AND pi.kind = 'partner_points_issued'
+                    AND pi.shard = {shard_param}
     JOIN accounts pr ON pr.partner_id = p.id AND pr.kind = 'partner_points_redeemed'
+                    AND pr.shard = {shard_param}
 """
 
 

@@ -15,6 +15,15 @@ import asyncpg
 MEMBER_KINDS = ("member_available", "member_pending", "member_held", "member_debt")
 PARTNER_KINDS = ("partner_points_issued", "partner_points_redeemed")
 PROGRAMME_KINDS = ("programme_breakage", "programme_promo", "programme_adjustments")
+# Each partner points account is this many rows (see migration 0001): writes
+# for different members land on different rows and do not queue on one lock.
+PARTNER_ACCOUNT_SHARDS = 16
+
+
+def shard_for(key: int) -> int:
+    """The partner-account shard a write uses. Any shard is correct; spreading
+    writes by card number or transaction id keeps them off each other's locks."""
+    return key % PARTNER_ACCOUNT_SHARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +111,20 @@ async def open_member_accounts(conn: asyncpg.Connection, member_id: int) -> None
 
 async def open_partner_accounts(conn: asyncpg.Connection, partner_id: int) -> None:
     await conn.execute(
-        "INSERT INTO accounts (kind, unit, partner_id) SELECT k, 'PTS', $1 FROM unnest($2::text[]) k",
+        "INSERT INTO accounts (kind, unit, partner_id, shard)"
+        " SELECT k, 'PTS', $1, s FROM unnest($2::text[]) k, generate_series(0, $3 - 1) s",
         partner_id,
         list(PARTNER_KINDS),
+        PARTNER_ACCOUNT_SHARDS,
     )
 
 
-async def partner_account(conn: asyncpg.Connection, partner_id: int, kind: str) -> int:
+async def partner_account(conn: asyncpg.Connection, partner_id: int, kind: str, shard: int) -> int:
     account_id = await conn.fetchval(
-        "SELECT id FROM accounts WHERE partner_id = $1 AND kind = $2", partner_id, kind
+        "SELECT id FROM accounts WHERE partner_id = $1 AND kind = $2 AND shard = $3",
+        partner_id,
+        kind,
+        shard,
     )
     if account_id is None:
         raise LookupError(f"partner {partner_id} has no {kind} account")

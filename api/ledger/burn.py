@@ -17,7 +17,7 @@ import asyncpg
 from api.db.pool import transaction
 from api.db.sql import Query
 from api.errors import Conflict, DomainError, InsufficientPoints
-from api.ledger.accounts import MemberAccounts, lock_member
+from api.ledger.accounts import MemberAccounts, lock_member, partner_account, shard_for
 from api.ledger.entries import (
     ENTRY_CTES,
     ENTRY_RESULT,
@@ -306,9 +306,8 @@ async def _expire_one(conn: asyncpg.Connection, transaction_id: UUID, now: datet
     hold = await load_transaction(conn, transaction_id)
     if member is None or hold is None or hold.status != "authorized":
         return 0
-    redeemed_id = await conn.fetchval(
-        "SELECT id FROM accounts WHERE partner_id = $1 AND kind = 'partner_points_redeemed'",
-        hold.partner_id,
+    redeemed_id = await partner_account(
+        conn, hold.partner_id, "partner_points_redeemed", shard_for(hold.id.int)
     )
     plan = plan_finish(hold, member, redeemed_id, status="expired", capture_points=0, now=now)
     await apply_finish(conn, plan, None)

@@ -24,7 +24,7 @@ import msgspec
 from api.clock import Clock
 from api.coalition.cards import is_valid_card_number
 from api.coalition.members import require_active_member
-from api.coalition.partners import TERMS_COLUMNS, TERMS_JOINS, require_active_partner, terms_from
+from api.coalition.partners import TERMS_COLUMNS, require_active_partner, terms_from, terms_joins
 from api.db.pool import transaction
 from api.errors import DomainError, NotFound
 from api.ledger import burn, earn, refund
@@ -33,6 +33,7 @@ from api.ledger.accounts import (
     MEMBER_ACCOUNTS_LATERAL,
     MemberAccounts,
     lock_member,
+    shard_for,
     member_accounts_from,
 )
 from api.ledger.idempotency import Claim, StoredAnswer, stored_answer
@@ -53,7 +54,7 @@ SELECT {TERMS_COLUMNS},
        k.request_sha256, k.response_status, k.response_body,
        {MEMBER_ACCOUNTS_COLUMNS}
 FROM partners p
-{TERMS_JOINS}
+{terms_joins("$4")}
 LEFT JOIN idempotency_keys k ON k.partner_id = p.id AND k.key = $2
 LEFT JOIN members m ON m.card_number = $3
 {MEMBER_ACCOUNTS_LATERAL}
@@ -65,7 +66,7 @@ SELECT {TERMS_COLUMNS},
        k.request_sha256, k.response_status, k.response_body,
        t.member_id AS txn_member_id
 FROM partners p
-{TERMS_JOINS}
+{terms_joins("$4")}
 LEFT JOIN idempotency_keys k ON k.partner_id = p.id AND k.key = $2
 LEFT JOIN transactions t ON t.id = $3 AND t.partner_id = p.id
 WHERE p.id = $1
@@ -157,7 +158,9 @@ def _occurred_at(value: datetime | None, now: datetime) -> datetime:
 async def _card_context(
     conn: asyncpg.Connection, request: Request, card_number: str
 ) -> tuple[PartnerTerms, StoredAnswer | None, MemberAccounts | None]:
-    row = await conn.fetchrow(_CARD_CONTEXT, request.partner.partner_id, request.key, card_number)
+    # The card number (valid, so all digits) picks the partner-account shard.
+    shard = shard_for(int(card_number[:-1]))
+    row = await conn.fetchrow(_CARD_CONTEXT, request.partner.partner_id, request.key, card_number, shard)
     if row is None:
         raise NotFound("partner not found", code="partner_not_found")
     return terms_from(row), _stored(row), member_accounts_from(row)
@@ -285,7 +288,11 @@ async def _transaction_context(
     conn: asyncpg.Connection, request: Request, transaction_id: UUID
 ) -> tuple[PartnerTerms, StoredAnswer | None, int | None]:
     row = await conn.fetchrow(
-        _TRANSACTION_CONTEXT, request.partner.partner_id, request.key, transaction_id
+        _TRANSACTION_CONTEXT,
+        request.partner.partner_id,
+        request.key,
+        transaction_id,
+        shard_for(transaction_id.int),
     )
     if row is None:
         raise NotFound("partner not found", code="partner_not_found")

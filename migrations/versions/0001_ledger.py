@@ -54,6 +54,9 @@ CREATE TABLE members (
 -- One row per account; `balance` is the sum of the account's postings, kept
 -- in the same transaction as the postings. The CHECKs are the last line of
 -- defence behind the guarded updates in api/ledger/entries.py.
+-- A partner's points accounts are split into `shard`s: each shard is a full
+-- account of its own, and the partner's figure is the sum over its shards.
+-- Every earn at one partner would otherwise queue on one row lock.
 CREATE TABLE accounts (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind        text NOT NULL CHECK (kind IN (
@@ -63,6 +66,7 @@ CREATE TABLE accounts (
     unit        text NOT NULL CHECK (unit IN ('PTS', 'EUR')),
     member_id   bigint REFERENCES members(id),
     partner_id  bigint REFERENCES partners(id),
+    shard       smallint NOT NULL DEFAULT 0 CHECK (shard >= 0),
     balance     bigint NOT NULL DEFAULT 0,
     CHECK (kind NOT IN ('member_available', 'member_pending', 'member_held') OR balance >= 0),
     CHECK (kind <> 'member_debt' OR balance <= 0),
@@ -70,7 +74,8 @@ CREATE TABLE accounts (
     CHECK ((kind LIKE 'partner_%') = (partner_id IS NOT NULL))
 );
 CREATE UNIQUE INDEX accounts_member_kind ON accounts (member_id, kind) WHERE member_id IS NOT NULL;
-CREATE UNIQUE INDEX accounts_partner_kind ON accounts (partner_id, kind) WHERE partner_id IS NOT NULL;
+CREATE UNIQUE INDEX accounts_partner_kind ON accounts (partner_id, kind, shard)
+    WHERE partner_id IS NOT NULL;
 CREATE UNIQUE INDEX accounts_programme_kind ON accounts (kind)
     WHERE member_id IS NULL AND partner_id IS NULL;
 

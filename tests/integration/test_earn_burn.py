@@ -64,7 +64,7 @@ async def test_authorize_capture_part_returns_the_rest(make_partner, make_member
     assert (captured.status, captured.points_captured) == ("captured", 120)
     assert await balances(pool, card) == {"available": 380, "pending": 0, "held": 0, "debt": 0}
     redeemed = await pool.fetchval(
-        "SELECT balance FROM accounts a JOIN partners p ON p.id = a.partner_id"
+        "SELECT sum(balance) FROM accounts a JOIN partners p ON p.id = a.partner_id"
         " WHERE p.public_id = $1 AND a.kind = 'partner_points_redeemed'",
         creds.partner_public_id,
     )
