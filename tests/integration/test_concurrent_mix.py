@@ -15,6 +15,7 @@ from tests.conftest import balances
 
 MEMBERS = 4
 OPERATIONS = 240
+WAVE = 24
 
 
 async def test_random_concurrent_operations_keep_every_point(make_partner, make_member, client_for, pool, clock):
@@ -51,10 +52,11 @@ async def test_random_concurrent_operations_keep_every_point(make_partner, make_
             outcomes["ok"] += 1
         except PartnerApiError as exc:
             outcomes[exc.code] += 1
-        if step % 40 == 0:
-            await release_due(pool, clock.now())
 
-    await asyncio.gather(*(one(step) for step in range(OPERATIONS)))
+    # Waves of concurrent requests, so later waves find points and holds to act on;
+    # pending points are released between waves while the tills keep going.
+    for wave in range(0, OPERATIONS, WAVE):
+        await asyncio.gather(release_due(pool, clock.now()), *(one(step) for step in range(wave, wave + WAVE)))
     await release_due(pool, clock.now())
     for client in clients:
         await client.aclose()
