@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
 from litestar import Litestar, Request, get
-from litestar.static_files import create_static_files_router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 
 from api.clock import Clock
 from api.db.pool import create_pool
@@ -65,7 +64,9 @@ def create_app(
             health,
             TokenController,
             PartnerController,
-            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+            create_static_files_router(
+                path="/static", directories=[STATIC_DIR], include_in_schema=False
+            ),
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -60,7 +60,9 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 @click.group()
 def main() -> None:
     """Kring: one points currency for a coalition of partner merchants."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -145,7 +147,13 @@ def partner() -> None:
 @click.option("--code", required=True, help="Short unique code, e.g. 'bakker-bart'.")
 @click.option("--name", required=True)
 @click.option("--kind", default="shop", show_default=True)
-@click.option("--earn-rate", "earn_rate", type=int, default=None, help="Millipoints per euro (1000 = 1 point/EUR).")
+@click.option(
+    "--earn-rate",
+    "earn_rate",
+    type=int,
+    default=None,
+    help="Millipoints per euro (1000 = 1 point/EUR).",
+)
 @click.option("--issuance-price", type=int, default=None, help="Micro-euros per point issued.")
 @click.option("--redemption-price", type=int, default=None, help="Micro-euros per point burned.")
 @click.option("--return-window-days", type=int, default=None)
@@ -172,10 +180,14 @@ def partner_create(
         "redemption_price_micros": redemption_price,
         "return_window_days": return_window_days,
     }
-    new = NewPartner(code=code, name=name, kind=kind, **{k: v for k, v in overrides.items() if v is not None})
+    new = NewPartner(
+        code=code, name=name, kind=kind, **{k: v for k, v in overrides.items() if v is not None}
+    )
     try:
         creds = ctx.run_db(
-            lambda pool: transaction(pool, lambda conn: create_partner(conn, new, now=Clock().now()))
+            lambda pool: transaction(
+                pool, lambda conn: create_partner(conn, new, now=Clock().now())
+            )
         )
     except DomainError as exc:
         click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
@@ -188,8 +200,10 @@ def partner_create(
     if as_json:
         click.echo(json.dumps(out))
     else:
-        click.echo(f"partner {code}: {out['partner_id']}\nclient id: {creds.client_id}\n"
-                   f"client secret (shown once): {creds.client_secret}")
+        click.echo(
+            f"partner {code}: {out['partner_id']}\nclient id: {creds.client_id}\n"
+            f"client secret (shown once): {creds.client_secret}"
+        )
 
 
 @partner.command("rotate-secret")
@@ -213,8 +227,16 @@ def partner_rotate(ctx: Context, code: str, as_json: bool) -> None:
     if creds is None:
         click.echo(f"kring: no partner with code {code!r}", err=True)
         sys.exit(1)
-    out = {"partner_id": str(creds.partner_public_id), "client_id": creds.client_id, "client_secret": creds.client_secret}
-    click.echo(json.dumps(out) if as_json else f"client id: {creds.client_id}\nclient secret: {creds.client_secret}")
+    out = {
+        "partner_id": str(creds.partner_public_id),
+        "client_id": creds.client_id,
+        "client_secret": creds.client_secret,
+    }
+    click.echo(
+        json.dumps(out)
+        if as_json
+        else f"client id: {creds.client_id}\nclient secret: {creds.client_secret}"
+    )
 
 
 @main.group()

@@ -103,7 +103,9 @@ def app(settings: Settings, database_url: str, clock: ManualClock, pool: asyncpg
 def make_partner(pool: asyncpg.Pool, clock: ManualClock) -> Callable[..., Awaitable[Credentials]]:
     async def make(**terms: Any) -> Credentials:
         code = terms.pop("code", f"partner-{next(_codes)}")
-        new = NewPartner(code=code, name=terms.pop("name", code.title()), kind=terms.pop("kind", "shop"), **terms)
+        new = NewPartner(
+            code=code, name=terms.pop("name", code.title()), kind=terms.pop("kind", "shop"), **terms
+        )
         return await transaction(pool, lambda conn: create_partner(conn, new, now=clock.now()))
 
     return make
@@ -112,7 +114,9 @@ def make_partner(pool: asyncpg.Pool, clock: ManualClock) -> Callable[..., Awaita
 @pytest.fixture(scope="module")
 def make_member(pool: asyncpg.Pool, clock: ManualClock) -> Callable[..., Awaitable[str]]:
     async def make(**fields: Any) -> str:
-        member = await transaction(pool, lambda conn: create_member(conn, now=clock.now(), **fields))
+        member = await transaction(
+            pool, lambda conn: create_member(conn, now=clock.now(), **fields)
+        )
         return member.card_number
 
     return make

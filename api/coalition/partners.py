@@ -148,6 +148,8 @@ TERMS_COLUMNS = """
     p.earn_rate_millipoints_per_euro, p.issuance_price_micros, p.redemption_price_micros,
     p.return_window_days, pi.id AS points_issued_id, pr.id AS points_redeemed_id
 """
+
+
 def terms_joins(shard_param: str) -> str:
     """Joins for TERMS_COLUMNS; `shard_param` (e.g. "$4") names the account shard."""
     return f"""

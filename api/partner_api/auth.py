@@ -72,8 +72,12 @@ def verify_token(token: str, *, secret: str, now: datetime) -> PartnerPrincipal:
 
 def bearer_token(header: str | None) -> str:
     if not header:
-        raise Unauthorized("send an access token: Authorization: Bearer <token>", code="missing_token")
+        raise Unauthorized(
+            "send an access token: Authorization: Bearer <token>", code="missing_token"
+        )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
+        raise Unauthorized(
+            "the Authorization header must be 'Bearer <token>'", code="invalid_token"
+        )
     return token.strip()

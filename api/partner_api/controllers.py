@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from api.errors import DomainError, Unauthorized
 from api.partner_api import schemas, services
 from api.partner_api.auth import PartnerPrincipal, bearer_token, issue_token, verify_token
 from api.partner_api.idempotency import HEADER, REPLAY_HEADER, Answer, require_key
-from api.web.state import Runtime, runtime
+from api.web.state import runtime
 
 KeyHeader = Annotated[
     str | None,
@@ -48,10 +48,30 @@ def _respond(answer: Answer) -> Response[schemas.TransactionOut]:
     )
 
 
-def _request(
-    partner: Partner, key: str | None, request: Request[Any, Any, Any], body: msgspec.Struct
-) -> services.Request:
-    return services.Request.of(partner, require_key(key), request.url.path, body)
+B = TypeVar("B", bound=msgspec.Struct)
+
+
+async def strict_body(request: Request[Any, Any, Any], body_type: type[B]) -> B:
+    """Decode the body strictly: "100" is not an integer, 1700000000 is not a time.
+
+    Litestar has already decoded `data` for the handler signature (and for the
+    OpenAPI document), but leniently; this strict pass is the one we act on."""
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw or b"null", type=body_type, strict=True)
+    except msgspec.ValidationError as exc:
+        raise DomainError(f"the request is not valid: {exc}", code="invalid_request") from None
+    except msgspec.DecodeError:
+        raise DomainError(
+            "the request body is not valid JSON", code="malformed_json", status=400
+        ) from None
+
+
+async def _request(
+    partner: PartnerPrincipal, key: str | None, request: Request[Any, Any, Any], body_type: type[B]
+) -> tuple[services.Request, B]:
+    body = await strict_body(request, body_type)
+    return services.Request.of(partner, require_key(key), request.url.path, body), body
 
 
 class TokenController(Controller):
@@ -75,22 +95,35 @@ class TokenController(Controller):
                 data = msgspec.convert(dict(parse_qsl(raw.decode())), schemas.TokenRequest)
             else:
                 data = msgspec.json.decode(raw, type=schemas.TokenRequest)
-        except msgspec.DecodeError as exc:
+        except msgspec.ValidationError as exc:
             raise DomainError(f"token request: {exc}", code="invalid_request", status=400) from None
+        except msgspec.DecodeError:
+            raise DomainError(
+                "the token request is not valid JSON", code="malformed_json", status=400
+            ) from None
         except UnicodeDecodeError:
-            raise DomainError("token request is not UTF-8", code="invalid_request", status=400) from None
+            raise DomainError(
+                "token request is not UTF-8", code="invalid_request", status=400
+            ) from None
         async with rt.db.acquire() as conn:
             found = await verify_credentials(conn, data.client_id, data.client_secret)
         if found is None:
             raise Unauthorized("unknown client or wrong secret", code="invalid_client")
         ttl = rt.settings.partner_token_ttl_seconds
         token = issue_token(
-            PartnerPrincipal(*found), secret=rt.settings.jwt_secret or "", now=rt.clock.now(), ttl_seconds=ttl
+            PartnerPrincipal(*found),
+            secret=rt.settings.jwt_secret or "",
+            now=rt.clock.now(),
+            ttl_seconds=ttl,
         )
         return schemas.TokenResponse(access_token=token, token_type="Bearer", expires_in=ttl)
 
 
 class PartnerController(Controller):
+    """Handlers declare `data` so that Litestar documents each body in the
+    OpenAPI schema; they act on `strict_body`, which refuses what the lenient
+    first pass lets through."""
+
     path = "/partner/v1"
     tags = ["Partner API"]
     dependencies = {"partner": Provide(current_partner)}
@@ -100,7 +133,9 @@ class PartnerController(Controller):
     async def identify(
         self, request: Request[Any, Any, Any], partner: Partner, card_number: FromPath[str]
     ) -> schemas.MemberOut:
-        return await services.identify(runtime(request.app.state).db, card_number)
+        return await services.identify(
+            runtime(request.app.state).db, partner.partner_id, card_number
+        )
 
     @post("/earn", summary="Earn points for a purchase", status_code=201)
     async def earn(
@@ -111,12 +146,14 @@ class PartnerController(Controller):
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         rt = runtime(request.app.state)
-        answer = await services.earn_points(
-            rt.db, rt.clock, _request(partner, idempotency_key, request, data), data
-        )
-        return _respond(answer)
+        call, body = await _request(partner, idempotency_key, request, schemas.EarnRequest)
+        return _respond(await services.earn_points(rt.db, rt.clock, call, body))
 
-    @post("/burns/authorize", summary="Hold points for a burn until captured or voided", status_code=201)
+    @post(
+        "/burns/authorize",
+        summary="Hold points for a burn until captured or voided",
+        status_code=201,
+    )
     async def authorize(
         self,
         request: Request[Any, Any, Any],
@@ -124,7 +161,9 @@ class PartnerController(Controller):
         data: JSONBody[schemas.AuthorizeRequest],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
-        return await self._burn(request, partner, data, idempotency_key, capture=False)
+        return await self._burn(
+            request, partner, schemas.AuthorizeRequest, idempotency_key, capture=False
+        )
 
     @post("/burns", summary="Burn points in one step (authorize and capture)", status_code=201)
     async def burn(
@@ -134,29 +173,36 @@ class PartnerController(Controller):
         data: JSONBody[schemas.BurnRequest],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
-        return await self._burn(request, partner, data, idempotency_key, capture=True)
+        return await self._burn(
+            request, partner, schemas.BurnRequest, idempotency_key, capture=True
+        )
 
     async def _burn(
         self,
         request: Request[Any, Any, Any],
         partner: Partner,
-        data: schemas.AuthorizeRequest | schemas.BurnRequest,
+        body_type: type[schemas.AuthorizeRequest] | type[schemas.BurnRequest],
         key: str | None,
         *,
         capture: bool,
     ) -> Response[schemas.TransactionOut]:
         rt = runtime(request.app.state)
+        call, body = await _request(partner, key, request, body_type)
         answer = await services.authorize_burn(
             rt.db,
             rt.clock,
-            _request(partner, key, request, data),
-            data,
+            call,
+            body,
             hold_minutes_default=rt.settings.hold_minutes_default,
             capture=capture,
         )
         return _respond(answer)
 
-    @post("/burns/{transaction_id:uuid}/capture", summary="Capture all or part of a hold", status_code=200)
+    @post(
+        "/burns/{transaction_id:uuid}/capture",
+        summary="Capture all or part of a hold",
+        status_code=200,
+    )
     async def capture(
         self,
         request: Request[Any, Any, Any],
@@ -165,10 +211,13 @@ class PartnerController(Controller):
         data: JSONBody[schemas.CaptureRequest | None] = None,
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
-        body = data or schemas.CaptureRequest()
-        return await self._finish(request, partner, transaction_id, idempotency_key, body, "captured")
+        return await self._finish(request, partner, transaction_id, idempotency_key, "captured")
 
-    @post("/burns/{transaction_id:uuid}/void", summary="Void a hold: the points go back", status_code=200)
+    @post(
+        "/burns/{transaction_id:uuid}/void",
+        summary="Void a hold: the points go back",
+        status_code=200,
+    )
     async def void(
         self,
         request: Request[Any, Any, Any],
@@ -176,9 +225,7 @@ class PartnerController(Controller):
         transaction_id: FromPath[UUID],
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
-        return await self._finish(
-            request, partner, transaction_id, idempotency_key, schemas.CaptureRequest(), "voided"
-        )
+        return await self._finish(request, partner, transaction_id, idempotency_key, "voided")
 
     async def _finish(
         self,
@@ -186,14 +233,21 @@ class PartnerController(Controller):
         partner: Partner,
         transaction_id: UUID,
         key: str | None,
-        body: schemas.CaptureRequest,
         status: Literal["captured", "voided"],
     ) -> Response[schemas.TransactionOut]:
         rt = runtime(request.app.state)
+        # A capture or void may come without a body; `{}` and no body mean "all".
+        if not await request.body():
+            body = schemas.CaptureRequest()
+            call = services.Request.of(partner, require_key(key), request.url.path, body)
+        else:
+            call, body = await _request(partner, key, request, schemas.CaptureRequest)
+        if status == "voided" and body.points is not None:
+            raise DomainError("a void takes no points", code="invalid_request")
         answer = await services.finish_burn(
             rt.db,
             rt.clock,
-            _request(partner, key, request, body),
+            call,
             transaction_id,
             status=status,
             points=body.points,
@@ -214,10 +268,8 @@ class PartnerController(Controller):
         idempotency_key: KeyHeader = None,
     ) -> Response[schemas.TransactionOut]:
         rt = runtime(request.app.state)
-        answer = await services.refund_earn(
-            rt.db, rt.clock, _request(partner, idempotency_key, request, data), transaction_id, data
-        )
-        return _respond(answer)
+        call, body = await _request(partner, idempotency_key, request, schemas.RefundRequest)
+        return _respond(await services.refund_earn(rt.db, rt.clock, call, transaction_id, body))
 
     @get("/transactions/{transaction_id:uuid}", summary="Get one of your transactions")
     async def get_transaction(

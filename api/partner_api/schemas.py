@@ -14,21 +14,27 @@ import msgspec
 
 from api.money import AMOUNT_CENTS_MAX, POINTS_MAX
 
+# PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail later.
+NO_NUL = r"^[^\x00]*$"
+
 AmountCents = Annotated[int, msgspec.Meta(gt=0, le=AMOUNT_CENTS_MAX, description="Integer cents")]
 Points = Annotated[int, msgspec.Meta(gt=0, le=POINTS_MAX, description="Whole points")]
 CardNumber = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=32, description="16-digit card number")
+    str,
+    msgspec.Meta(min_length=1, max_length=32, pattern=NO_NUL, description="16-digit card number"),
 ]
-Currency = Annotated[str, msgspec.Meta(min_length=1, max_length=8, examples=["EUR"])]
-ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Currency = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=8, pattern=NO_NUL, examples=["EUR"])
+]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
 HoldMinutes = Annotated[int, msgspec.Meta(gt=0, le=7 * 24 * 60)]
 PAGE_SIZE_MAX = 100
 
 
 class TokenRequest(msgspec.Struct, kw_only=True):
     grant_type: Literal["client_credentials"]
-    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    client_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
+    client_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class TokenResponse(msgspec.Struct, kw_only=True):

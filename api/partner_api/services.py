@@ -33,8 +33,8 @@ from api.ledger.accounts import (
     MEMBER_ACCOUNTS_LATERAL,
     MemberAccounts,
     lock_member,
-    shard_for,
     member_accounts_from,
+    shard_for,
 )
 from api.ledger.idempotency import Claim, StoredAnswer, stored_answer
 from api.ledger.terms import PartnerTerms
@@ -138,7 +138,8 @@ def _require_currency(currency: str, terms: PartnerTerms) -> None:
         raise DomainError(f"{currency!r} is not an ISO 4217 currency", code="unknown_currency")
     if currency != terms.currency:
         raise DomainError(
-            f"this partner settles in {terms.currency}, not {currency}", code="currency_not_supported"
+            f"this partner settles in {terms.currency}, not {currency}",
+            code="currency_not_supported",
         )
 
 
@@ -160,7 +161,9 @@ async def _card_context(
 ) -> tuple[PartnerTerms, StoredAnswer | None, MemberAccounts | None]:
     # The card number (valid, so all digits) picks the partner-account shard.
     shard = shard_for(int(card_number[:-1]))
-    row = await conn.fetchrow(_CARD_CONTEXT, request.partner.partner_id, request.key, card_number, shard)
+    row = await conn.fetchrow(
+        _CARD_CONTEXT, request.partner.partner_id, request.key, card_number, shard
+    )
     if row is None:
         raise NotFound("partner not found", code="partner_not_found")
     return terms_from(row), _stored(row), member_accounts_from(row)
@@ -189,7 +192,9 @@ async def _run(
             stored = await stored_answer(conn, request.partner.partner_id, request.key)
         if stored is None:  # the winner rolled back after all; the client may retry
             raise DomainError(
-                "a request with this Idempotency-Key is in flight", code="idempotency_conflict", status=409
+                "a request with this Idempotency-Key is in flight",
+                code="idempotency_conflict",
+                status=409,
             ) from None
         return replay(stored, request.request_sha256)
 
@@ -317,6 +322,7 @@ async def finish_burn(
         terms, stored, member_id = await _transaction_context(conn, request, transaction_id)
         if stored is not None:
             return replay(stored, request.request_sha256)
+        require_active_partner(terms)
         if member_id is None:
             raise _transaction_not_found()
         member = await lock_member(conn, member_id)
@@ -324,9 +330,16 @@ async def finish_burn(
         if hold is None or hold.kind != "burn" or member is None:
             raise _transaction_not_found()
         now = clock.now()
-        capture_points = 0 if status != "captured" else (points if points is not None else hold.points)
+        capture_points = (
+            0 if status != "captured" else (points if points is not None else hold.points)
+        )
         plan = burn.plan_finish(
-            hold, member, terms.points_redeemed_id, status=status, capture_points=capture_points, now=now
+            hold,
+            member,
+            terms.points_redeemed_id,
+            status=status,
+            capture_points=capture_points,
+            now=now,
         )
         claim = _claim(request, 200, plan.row, member, now)
         if not await burn.apply_finish(conn, plan, claim):
@@ -347,6 +360,7 @@ async def refund_earn(
         terms, stored, member_id = await _transaction_context(conn, request, transaction_id)
         if stored is not None:
             return replay(stored, request.request_sha256)
+        require_active_partner(terms)
         if member_id is None:
             raise _transaction_not_found()
         member = await lock_member(conn, member_id)
@@ -371,9 +385,13 @@ async def refund_earn(
     return await _run(pool, request, work)
 
 
-async def _load_own(conn: asyncpg.Connection, transaction_id: UUID, partner_id: int) -> TransactionRow | None:
+async def _load_own(
+    conn: asyncpg.Connection, transaction_id: UUID, partner_id: int
+) -> TransactionRow | None:
     record = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM transactions WHERE id = $1 AND partner_id = $2", transaction_id, partner_id
+        f"SELECT {COLUMNS} FROM transactions WHERE id = $1 AND partner_id = $2",
+        transaction_id,
+        partner_id,
     )
     return None if record is None else row_from(record)
 
@@ -390,8 +408,16 @@ GROUP BY m.id
 """
 
 
-async def identify(pool: asyncpg.Pool, card_number: str) -> schemas.MemberOut:
+async def require_active(pool: asyncpg.Pool, partner_id: int) -> None:
+    """Reads check the partner too: a suspended partner's live token reads nothing."""
+    status = await pool.fetchval("SELECT status FROM partners WHERE id = $1", partner_id)
+    if status != "active":
+        raise DomainError("this partner is suspended", code="partner_suspended", status=403)
+
+
+async def identify(pool: asyncpg.Pool, partner_id: int, card_number: str) -> schemas.MemberOut:
     _require_card(card_number)
+    await require_active(pool, partner_id)
     row = await pool.fetchrow(_MEMBER_READ, card_number)
     if row is None:
         raise NotFound("no member has this card number", code="member_not_found")
@@ -417,8 +443,13 @@ def _render_read(record: asyncpg.Record) -> schemas.TransactionOut:
     return render(row_from(record), record["member_public_id"], record["card_number"])
 
 
-async def get_transaction(pool: asyncpg.Pool, partner_id: int, transaction_id: UUID) -> schemas.TransactionOut:
-    record = await pool.fetchrow(_TXN_READ + " WHERE t.id = $1 AND t.partner_id = $2", transaction_id, partner_id)
+async def get_transaction(
+    pool: asyncpg.Pool, partner_id: int, transaction_id: UUID
+) -> schemas.TransactionOut:
+    await require_active(pool, partner_id)
+    record = await pool.fetchrow(
+        _TXN_READ + " WHERE t.id = $1 AND t.partner_id = $2", transaction_id, partner_id
+    )
     if record is None:
         raise _transaction_not_found()
     return _render_read(record)
@@ -435,12 +466,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         created, ident = raw.split("|")
         return datetime.fromisoformat(created), UUID(ident)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise DomainError("the cursor is not one this API gave out", code="invalid_cursor", status=400) from None
+        raise DomainError(
+            "the cursor is not one this API gave out", code="invalid_cursor", status=400
+        ) from None
 
 
 async def list_transactions(
     pool: asyncpg.Pool, partner_id: int, *, limit: int, cursor: str | None, kind: str | None
 ) -> schemas.TransactionPage:
+    await require_active(pool, partner_id)
     params: list[Any] = [partner_id, kind, limit + 1]
     where = "t.partner_id = $1 AND ($2::text IS NULL OR t.kind = $2)"
     if cursor is not None:

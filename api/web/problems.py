@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.exceptions.http_exceptions import (
     MethodNotAllowedException,
@@ -49,9 +49,21 @@ def domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[Proble
 
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = exc.extra if isinstance(exc.extra, list) else []
-    malformed = any("malformed" in str(e.get("message", "")).lower() for e in errors if isinstance(e, dict))
+    malformed = any(
+        "malformed" in str(e.get("message", "")).lower() for e in errors if isinstance(e, dict)
+    )
     if malformed or "malformed" in str(exc.detail).lower() or "JSON" in str(exc.detail):
-        return problem(400, "malformed_json", "Malformed request body", "the request body is not valid JSON")
+        return problem(
+            400, "malformed_json", "Malformed request body", "the request body is not valid JSON"
+        )
+    # An empty body surfaces from Litestar as a bare KeyError on `data`.
+    if any(e.get("message") in ("'data'", "data") for e in errors if isinstance(e, dict)):
+        return problem(
+            422,
+            "invalid_request",
+            "The request is not valid",
+            "the request needs a JSON object body",
+        )
     fields = "; ".join(
         f"{e.get('key', 'body')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
     )
@@ -79,10 +91,17 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Proble
     status = exc.status_code
     if status == 400:
         # Litestar raises a bare 400 when the body cannot be decoded at all.
-        return problem(400, "malformed_json", "Malformed request body", f"the body is not valid JSON: {exc.detail}")
+        return problem(
+            400,
+            "malformed_json",
+            "Malformed request body",
+            f"the body is not valid JSON: {exc.detail}",
+        )
     if status >= 500:
         log.error("server error: %s", exc.detail)
-        return problem(status, "internal_error", "Internal error", "something went wrong on our side")
+        return problem(
+            status, "internal_error", "Internal error", "something went wrong on our side"
+        )
     return problem(status, "bad_request", "Bad request", str(exc.detail))
 
 

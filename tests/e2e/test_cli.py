@@ -22,7 +22,9 @@ from api.db.embedded import EmbeddedServer
 KRING = str(Path(sys.executable).parent / "kring")
 
 
-def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     environ |= {"KRING_DATA_DIR": str(data_dir), **(env or {})}
     return subprocess.run([KRING, *args], env=environ, capture_output=True, text=True, timeout=120)
@@ -51,11 +53,15 @@ def test_a_wrong_setting_stops_with_one_line_naming_the_variable(data_dir: Path)
 
 
 def test_partner_create_prints_credentials_as_json(data_dir: Path) -> None:
-    result = run(data_dir, "partner", "create", "--code", "bakkerij-vos", "--name", "Bakkerij Vos", "--json")
+    result = run(
+        data_dir, "partner", "create", "--code", "bakkerij-vos", "--name", "Bakkerij Vos", "--json"
+    )
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
     assert set(created) == {"partner_id", "client_id", "client_secret"}
-    again = run(data_dir, "partner", "create", "--code", "bakkerij-vos", "--name", "Other", "--json")
+    again = run(
+        data_dir, "partner", "create", "--code", "bakkerij-vos", "--name", "Other", "--json"
+    )
     assert again.returncode == 1 and "partner_exists" in again.stderr
 
 
@@ -91,8 +97,16 @@ def test_ledger_check_passes_then_names_a_corrupted_row(data_dir: Path) -> None:
 @pytest.fixture
 def server(data_dir: Path) -> Iterator[str]:
     port = free_port()
-    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"KRING_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen([KRING, "serve", "--port", str(port)], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
+        "KRING_DATA_DIR": str(data_dir)
+    }
+    proc = subprocess.Popen(
+        [KRING, "serve", "--port", str(port)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -114,8 +128,14 @@ def server(data_dir: Path) -> Iterator[str]:
             proc.kill()
 
 
-def test_serve_answers_on_its_port_and_keeps_data_across_restarts(data_dir: Path, server: str) -> None:
-    creds = json.loads(run(data_dir, "partner", "create", "--code", "cafe-noord", "--name", "Café Noord", "--json").stdout)
+def test_serve_answers_on_its_port_and_keeps_data_across_restarts(
+    data_dir: Path, server: str
+) -> None:
+    creds = json.loads(
+        run(
+            data_dir, "partner", "create", "--code", "cafe-noord", "--name", "Café Noord", "--json"
+        ).stdout
+    )
     card = json.loads(run(data_dir, "member", "create", "--json").stdout)[0]
     schema = httpx.get(f"{server}/schema/openapi.json").json()
     assert "/partner/v1/earn" in schema["paths"]
@@ -124,7 +144,11 @@ def test_serve_answers_on_its_port_and_keeps_data_across_restarts(data_dir: Path
     assert httpx.get(f"{server}/static/vendor/redoc-2.5.1.standalone.js").status_code == 200
     token = httpx.post(
         f"{server}/partner/v1/token",
-        data={"grant_type": "client_credentials", "client_id": creds["client_id"], "client_secret": creds["client_secret"]},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+        },
     ).json()["access_token"]
     earned = httpx.post(
         f"{server}/partner/v1/earn",
@@ -136,8 +160,18 @@ def test_serve_answers_on_its_port_and_keeps_data_across_restarts(data_dir: Path
 
 
 def test_data_survives_a_restart(data_dir: Path, server: str) -> None:
-    creds = json.loads(run(data_dir, "partner", "rotate-secret", "--code", "cafe-noord", "--json").stdout)
-    token = httpx.post(f"{server}/partner/v1/token", json={"grant_type": "client_credentials", **{k: creds[k] for k in ("client_id", "client_secret")}}).json()["access_token"]
+    creds = json.loads(
+        run(data_dir, "partner", "rotate-secret", "--code", "cafe-noord", "--json").stdout
+    )
+    token = httpx.post(
+        f"{server}/partner/v1/token",
+        json={
+            "grant_type": "client_credentials",
+            **{k: creds[k] for k in ("client_id", "client_secret")},
+        },
+    ).json()["access_token"]
     txn_id = (data_dir / "earned-id").read_text()
-    found = httpx.get(f"{server}/partner/v1/transactions/{txn_id}", headers={"authorization": f"Bearer {token}"})
+    found = httpx.get(
+        f"{server}/partner/v1/transactions/{txn_id}", headers={"authorization": f"Bearer {token}"}
+    )
     assert found.status_code == 200 and found.json()["points"] == 12

@@ -18,7 +18,9 @@ OPERATIONS = 240
 WAVE = 24
 
 
-async def test_random_concurrent_operations_keep_every_point(make_partner, make_member, client_for, pool, clock):
+async def test_random_concurrent_operations_keep_every_point(
+    make_partner, make_member, client_for, pool, clock
+):
     rng = random.Random(20261125)
     partners = [await make_partner(return_window_days=0) for _ in range(3)]
     cards = [await make_member() for _ in range(MEMBERS)]
@@ -36,11 +38,17 @@ async def test_random_concurrent_operations_keep_every_point(make_partner, make_
         roll = rng.random()
         try:
             if roll < 0.35 or not earns[card]:
-                earns[card].append(await client.earn(card_number=card, amount_cents=rng.randint(100, 20_000), currency="EUR"))
+                earns[card].append(
+                    await client.earn(
+                        card_number=card, amount_cents=rng.randint(100, 20_000), currency="EUR"
+                    )
+                )
             elif roll < 0.5:
                 await client.burn(card_number=card, points=rng.randint(1, 60))
             elif roll < 0.65:
-                holds[card].append((index, await client.authorize(card_number=card, points=rng.randint(1, 60))))
+                holds[card].append(
+                    (index, await client.authorize(card_number=card, points=rng.randint(1, 60)))
+                )
             elif roll < 0.8 and holds[card]:
                 owner, hold = holds[card].pop(rng.randrange(len(holds[card])))
                 if rng.random() < 0.5:
@@ -56,7 +64,9 @@ async def test_random_concurrent_operations_keep_every_point(make_partner, make_
     # Waves of concurrent requests, so later waves find points and holds to act on;
     # pending points are released between waves while the tills keep going.
     for wave in range(0, OPERATIONS, WAVE):
-        await asyncio.gather(release_due(pool, clock.now()), *(one(step) for step in range(wave, wave + WAVE)))
+        await asyncio.gather(
+            release_due(pool, clock.now()), *(one(step) for step in range(wave, wave + WAVE))
+        )
     await release_due(pool, clock.now())
     for client in clients:
         await client.aclose()
@@ -70,8 +80,19 @@ async def test_random_concurrent_operations_keep_every_point(make_partner, make_
             cards,
         )
     }
-    assert {("earn", "available"), ("burn", "captured"), ("burn", "voided"), ("refund", "completed")} <= kinds
-    assert set(outcomes) <= {"ok", "insufficient_points", "already_refunded", "refund_exceeds_purchase", "transaction_not_found"}
+    assert {
+        ("earn", "available"),
+        ("burn", "captured"),
+        ("burn", "voided"),
+        ("refund", "completed"),
+    } <= kinds
+    assert set(outcomes) <= {
+        "ok",
+        "insufficient_points",
+        "already_refunded",
+        "refund_exceeds_purchase",
+        "transaction_not_found",
+    }
     for card in cards:
         assert await _implied_balance(pool, card) == sum((await balances(pool, card)).values())
 
@@ -80,7 +101,9 @@ async def _refund_somewhere(clients, earn: Transaction, rng: random.Random) -> N
     # Only the partner that made the sale can refund it; the others get 404.
     for client in clients:
         try:
-            await client.refund(earn.id, amount_cents=rng.randint(1, earn.amount_cents or 1), currency="EUR")
+            await client.refund(
+                earn.id, amount_cents=rng.randint(1, earn.amount_cents or 1), currency="EUR"
+            )
             return
         except PartnerApiError as exc:
             if exc.code != "transaction_not_found":

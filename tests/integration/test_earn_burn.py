@@ -12,11 +12,15 @@ from partners.client import PartnerApiError
 from tests.conftest import balances
 
 
-async def test_earn_makes_pending_points_with_release_date(make_partner, make_member, client_for, pool, clock):
+async def test_earn_makes_pending_points_with_release_date(
+    make_partner, make_member, client_for, pool, clock
+):
     creds = await make_partner(return_window_days=14)
     card = await make_member()
     async with client_for(creds) as client:
-        txn = await client.earn(card_number=card, amount_cents=4_299, currency="EUR", receipt_ref="R-1")
+        txn = await client.earn(
+            card_number=card, amount_cents=4_299, currency="EUR", receipt_ref="R-1"
+        )
     assert (txn.kind, txn.status, txn.points) == ("earn", "pending", 42)
     assert txn.available_at == clock.now() + timedelta(days=14)
     assert txn.price_micros == 10_000
@@ -54,12 +58,21 @@ async def _member_with_available(make_partner, make_member, client_for, pool, cl
     return creds, card
 
 
-async def test_authorize_capture_part_returns_the_rest(make_partner, make_member, client_for, pool, clock):
-    creds, card = await _member_with_available(make_partner, make_member, client_for, pool, clock, 500)
+async def test_authorize_capture_part_returns_the_rest(
+    make_partner, make_member, client_for, pool, clock
+):
+    creds, card = await _member_with_available(
+        make_partner, make_member, client_for, pool, clock, 500
+    )
     async with client_for(creds) as client:
         hold = await client.authorize(card_number=card, points=300)
         assert hold.status == "authorized"
-        assert await balances(pool, card) == {"available": 200, "pending": 0, "held": 300, "debt": 0}
+        assert await balances(pool, card) == {
+            "available": 200,
+            "pending": 0,
+            "held": 300,
+            "debt": 0,
+        }
         captured = await client.capture(hold.id, points=120)
     assert (captured.status, captured.points_captured) == ("captured", 120)
     assert await balances(pool, card) == {"available": 380, "pending": 0, "held": 0, "debt": 0}
@@ -71,8 +84,12 @@ async def test_authorize_capture_part_returns_the_rest(make_partner, make_member
     assert redeemed == 120
 
 
-async def test_void_puts_points_back_and_later_capture_is_refused(make_partner, make_member, client_for, pool, clock):
-    creds, card = await _member_with_available(make_partner, make_member, client_for, pool, clock, 100)
+async def test_void_puts_points_back_and_later_capture_is_refused(
+    make_partner, make_member, client_for, pool, clock
+):
+    creds, card = await _member_with_available(
+        make_partner, make_member, client_for, pool, clock, 100
+    )
     async with client_for(creds) as client:
         hold = await client.authorize(card_number=card, points=60)
         voided = await client.void(hold.id)
@@ -84,7 +101,9 @@ async def test_void_puts_points_back_and_later_capture_is_refused(make_partner, 
 
 
 async def test_void_after_capture_is_refused(make_partner, make_member, client_for, pool, clock):
-    creds, card = await _member_with_available(make_partner, make_member, client_for, pool, clock, 100)
+    creds, card = await _member_with_available(
+        make_partner, make_member, client_for, pool, clock, 100
+    )
     async with client_for(creds) as client:
         hold = await client.authorize(card_number=card, points=60)
         await client.capture(hold.id)
@@ -94,8 +113,12 @@ async def test_void_after_capture_is_refused(make_partner, make_member, client_f
     assert await balances(pool, card) == {"available": 40, "pending": 0, "held": 0, "debt": 0}
 
 
-async def test_one_step_burn_any_number_of_points(make_partner, make_member, client_for, pool, clock):
-    creds, card = await _member_with_available(make_partner, make_member, client_for, pool, clock, 100)
+async def test_one_step_burn_any_number_of_points(
+    make_partner, make_member, client_for, pool, clock
+):
+    creds, card = await _member_with_available(
+        make_partner, make_member, client_for, pool, clock, 100
+    )
     async with client_for(creds) as client:
         txn = await client.burn(card_number=card, points=37)
     assert (txn.status, txn.points, txn.points_captured) == ("captured", 37, 37)
@@ -103,8 +126,12 @@ async def test_one_step_burn_any_number_of_points(make_partner, make_member, cli
     assert await balances(pool, card) == {"available": 63, "pending": 0, "held": 0, "debt": 0}
 
 
-async def test_burn_more_than_available_is_refused_and_writes_nothing(make_partner, make_member, client_for, pool, clock):
-    creds, card = await _member_with_available(make_partner, make_member, client_for, pool, clock, 10)
+async def test_burn_more_than_available_is_refused_and_writes_nothing(
+    make_partner, make_member, client_for, pool, clock
+):
+    creds, card = await _member_with_available(
+        make_partner, make_member, client_for, pool, clock, 10
+    )
     entries_before = await pool.fetchval("SELECT count(*) FROM journal_entries")
     async with client_for(creds) as client:
         with pytest.raises(PartnerApiError) as err:
@@ -114,8 +141,12 @@ async def test_burn_more_than_available_is_refused_and_writes_nothing(make_partn
     assert await balances(pool, card) == {"available": 10, "pending": 0, "held": 0, "debt": 0}
 
 
-async def test_fifty_concurrent_burns_never_overdraw(make_partner, make_member, client_for, pool, clock):
-    creds, card = await _member_with_available(make_partner, make_member, client_for, pool, clock, 1_000)
+async def test_fifty_concurrent_burns_never_overdraw(
+    make_partner, make_member, client_for, pool, clock
+):
+    creds, card = await _member_with_available(
+        make_partner, make_member, client_for, pool, clock, 1_000
+    )
     async with client_for(creds) as client:
         await client.access_token()
 
@@ -132,7 +163,9 @@ async def test_fifty_concurrent_burns_never_overdraw(make_partner, make_member, 
     assert await balances(pool, card) == {"available": 10, "pending": 0, "held": 0, "debt": 0}
 
 
-async def test_burn_takes_points_that_expire_first(make_partner, make_member, client_for, pool, clock):
+async def test_burn_takes_points_that_expire_first(
+    make_partner, make_member, client_for, pool, clock
+):
     creds = await make_partner(return_window_days=0)
     card = await make_member()
     async with client_for(creds) as client:

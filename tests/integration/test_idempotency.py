@@ -7,7 +7,9 @@ import asyncio
 from tests.conftest import balances
 
 
-async def test_twenty_concurrent_requests_with_one_key_make_one_entry(make_partner, make_member, client_for, pool, http):
+async def test_twenty_concurrent_requests_with_one_key_make_one_entry(
+    make_partner, make_member, client_for, pool, http
+):
     creds = await make_partner()
     card = await make_member()
     async with client_for(creds) as client:
@@ -23,15 +25,25 @@ async def test_twenty_concurrent_requests_with_one_key_make_one_entry(make_partn
     assert len({r.content for r in responses}) == 1  # every answer is the first answer
     assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 19
     txn_id = responses[0].json()["id"]
-    assert await pool.fetchval("SELECT count(*) FROM journal_entries WHERE transaction_id = $1", txn_id) == 1
-    assert await pool.fetchval(
-        "SELECT count(*) FROM transactions t JOIN members m ON m.id = t.member_id WHERE m.card_number = $1",
-        card,
-    ) == 1
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM journal_entries WHERE transaction_id = $1", txn_id
+        )
+        == 1
+    )
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM transactions t JOIN members m ON m.id = t.member_id WHERE m.card_number = $1",
+            card,
+        )
+        == 1
+    )
     assert (await balances(pool, card))["pending"] == 25
 
 
-async def test_replay_returns_the_first_answer_even_after_state_changed(make_partner, make_member, client_for, pool, http):
+async def test_replay_returns_the_first_answer_even_after_state_changed(
+    make_partner, make_member, client_for, pool, http
+):
     creds = await make_partner()
     card = await make_member()
     async with client_for(creds) as client:
@@ -47,7 +59,9 @@ async def test_replay_returns_the_first_answer_even_after_state_changed(make_par
     assert (await balances(pool, card))["pending"] == 0
 
 
-async def test_same_key_for_concurrent_one_step_burns_burns_once(make_partner, make_member, client_for, pool, http, clock):
+async def test_same_key_for_concurrent_one_step_burns_burns_once(
+    make_partner, make_member, client_for, pool, http, clock
+):
     from api.ledger.lots import release_due
 
     creds = await make_partner(return_window_days=0)
@@ -58,7 +72,9 @@ async def test_same_key_for_concurrent_one_step_burns_burns_once(make_partner, m
         token = await client.access_token()
     headers = {"authorization": f"Bearer {token}", "idempotency-key": "burn-once"}
     body = {"card_number": card, "points": 40}
-    responses = await asyncio.gather(*(http.post("/partner/v1/burns", json=body, headers=headers) for _ in range(10)))
+    responses = await asyncio.gather(
+        *(http.post("/partner/v1/burns", json=body, headers=headers) for _ in range(10))
+    )
     assert {r.status_code for r in responses} == {201}
     assert len({r.content for r in responses}) == 1
     assert await balances(pool, card) == {"available": 60, "pending": 0, "held": 0, "debt": 0}

@@ -18,15 +18,23 @@ def test_postings_refuse_to_be_unbalanced() -> None:
 @pytest.mark.parametrize(
     ("corruption", "expected"),
     [
-        ("UPDATE accounts SET balance = balance + 1 WHERE id = (SELECT account_id FROM postings LIMIT 1)",
-         "account balance differs from the sum of its postings"),
-        ("UPDATE postings SET amount = amount + 1 WHERE (entry_id, account_id) = (SELECT entry_id, account_id FROM postings LIMIT 1)",
-         "entry does not balance per unit"),
-        ("UPDATE lots SET points_remaining = points_remaining - 1 WHERE points_remaining > 0 AND id = (SELECT min(id) FROM lots WHERE points_remaining > 0)",
-         "lots do not add up to the member's pending or available balance"),
+        (
+            "UPDATE accounts SET balance = balance + 1 WHERE id = (SELECT account_id FROM postings LIMIT 1)",
+            "account balance differs from the sum of its postings",
+        ),
+        (
+            "UPDATE postings SET amount = amount + 1 WHERE (entry_id, account_id) = (SELECT entry_id, account_id FROM postings LIMIT 1)",
+            "entry does not balance per unit",
+        ),
+        (
+            "UPDATE lots SET points_remaining = points_remaining - 1 WHERE points_remaining > 0 AND id = (SELECT min(id) FROM lots WHERE points_remaining > 0)",
+            "lots do not add up to the member's pending or available balance",
+        ),
     ],
 )
-async def test_check_fails_on_a_corrupted_row(make_partner, make_member, client_for, pool, corruption, expected):
+async def test_check_fails_on_a_corrupted_row(
+    make_partner, make_member, client_for, pool, corruption, expected
+):
     creds = await make_partner()
     card = await make_member()
     async with client_for(creds) as client:

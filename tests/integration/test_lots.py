@@ -12,7 +12,9 @@ from api.ledger.lots import expire_due, release_due
 from tests.conftest import balances
 
 
-async def test_release_moves_exactly_the_lots_whose_window_passed(make_partner, make_member, client_for, pool, clock):
+async def test_release_moves_exactly_the_lots_whose_window_passed(
+    make_partner, make_member, client_for, pool, clock
+):
     short = await make_partner(return_window_days=2)
     long = await make_partner(return_window_days=30)
     card = await make_member()
@@ -27,7 +29,12 @@ async def test_release_moves_exactly_the_lots_whose_window_passed(make_partner, 
     moved = await release_due(pool, clock.now())
     assert await balances(pool, card) == {"available": 10, "pending": 20, "held": 0, "debt": 0}
     assert moved.points == 10
-    states = dict(await pool.fetch("SELECT transaction_id, state FROM lots WHERE transaction_id = ANY($1::uuid[])", [early.id, late.id]))
+    states = dict(
+        await pool.fetch(
+            "SELECT transaction_id, state FROM lots WHERE transaction_id = ANY($1::uuid[])",
+            [early.id, late.id],
+        )
+    )
     assert states == {early.id: "available", late.id: "pending"}
     status = await pool.fetchval("SELECT status FROM transactions WHERE id = $1", early.id)
     assert status == "available"
@@ -38,7 +45,9 @@ async def test_release_moves_exactly_the_lots_whose_window_passed(make_partner, 
     assert await balances(pool, card) == {"available": 30, "pending": 0, "held": 0, "debt": 0}
 
 
-async def test_expiry_takes_oldest_points_36_months_after_they_became_available(make_partner, make_member, client_for, pool, clock):
+async def test_expiry_takes_oldest_points_36_months_after_they_became_available(
+    make_partner, make_member, client_for, pool, clock
+):
     creds = await make_partner(return_window_days=0)
     card = await make_member()
     async with client_for(creds) as client:
@@ -53,11 +62,18 @@ async def test_expiry_takes_oldest_points_36_months_after_they_became_available(
     clock.set(expires_at - timedelta(seconds=1))
     await expire_due(pool, clock.now())  # other modules' members may expire; ours not yet
     assert await balances(pool, card) == {"available": 60, "pending": 0, "held": 0, "debt": 0}
-    breakage_before = await pool.fetchval("SELECT balance FROM accounts WHERE kind = 'programme_breakage'")
+    breakage_before = await pool.fetchval(
+        "SELECT balance FROM accounts WHERE kind = 'programme_breakage'"
+    )
     clock.set(expires_at)
     result = await expire_due(pool, clock.now())
     assert await balances(pool, card) == {"available": 30, "pending": 0, "held": 0, "debt": 0}
-    remaining = dict(await pool.fetch("SELECT transaction_id, points_remaining FROM lots WHERE transaction_id = ANY($1::uuid[])", [old.id, young.id]))
+    remaining = dict(
+        await pool.fetch(
+            "SELECT transaction_id, points_remaining FROM lots WHERE transaction_id = ANY($1::uuid[])",
+            [old.id, young.id],
+        )
+    )
     assert remaining == {old.id: 0, young.id: 30}
     breakage = await pool.fetchval("SELECT balance FROM accounts WHERE kind = 'programme_breakage'")
     assert breakage - breakage_before == result.points >= 30
@@ -71,7 +87,9 @@ async def test_expiry_takes_oldest_points_36_months_after_they_became_available(
     assert (await expire_due(pool, clock.now())).lots == 0
 
 
-async def test_holds_past_their_deadline_are_voided(make_partner, make_member, client_for, pool, clock):
+async def test_holds_past_their_deadline_are_voided(
+    make_partner, make_member, client_for, pool, clock
+):
     creds = await make_partner(return_window_days=0)
     card = await make_member()
     async with client_for(creds) as client:

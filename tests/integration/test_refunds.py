@@ -6,11 +6,15 @@ from api.ledger.lots import release_due
 from tests.conftest import balances
 
 
-async def test_partial_refunds_reverse_in_proportion_and_add_up_exactly(make_partner, make_member, client_for, pool):
+async def test_partial_refunds_reverse_in_proportion_and_add_up_exactly(
+    make_partner, make_member, client_for, pool
+):
     creds = await make_partner()
     card = await make_member()
     async with client_for(creds) as client:
-        earn = await client.earn(card_number=card, amount_cents=10_001, currency="EUR")  # 100 points
+        earn = await client.earn(
+            card_number=card, amount_cents=10_001, currency="EUR"
+        )  # 100 points
         first = await client.refund(earn.id, amount_cents=3_333, currency="EUR")
         second = await client.refund(earn.id, amount_cents=3_333, currency="EUR")
         last = await client.refund(earn.id, amount_cents=3_335, currency="EUR")
@@ -22,11 +26,15 @@ async def test_partial_refunds_reverse_in_proportion_and_add_up_exactly(make_par
     assert await balances(pool, card) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
 
 
-async def test_refund_after_spending_creates_debt_that_the_next_earn_repays(make_partner, make_member, client_for, pool, clock):
+async def test_refund_after_spending_creates_debt_that_the_next_earn_repays(
+    make_partner, make_member, client_for, pool, clock
+):
     creds = await make_partner(return_window_days=0)
     card = await make_member()
     async with client_for(creds) as client:
-        earn = await client.earn(card_number=card, amount_cents=10_000, currency="EUR")  # 100 points
+        earn = await client.earn(
+            card_number=card, amount_cents=10_000, currency="EUR"
+        )  # 100 points
         await release_due(pool, clock.now())
         await client.burn(card_number=card, points=80)
         refund = await client.refund(earn.id, amount_cents=10_000, currency="EUR")
@@ -42,7 +50,9 @@ async def test_refund_after_spending_creates_debt_that_the_next_earn_repays(make
     assert await balances(pool, card) == {"available": 0, "pending": 15, "held": 0, "debt": 0}
 
 
-async def test_refund_takes_other_available_points_before_making_debt(make_partner, make_member, client_for, pool, clock):
+async def test_refund_takes_other_available_points_before_making_debt(
+    make_partner, make_member, client_for, pool, clock
+):
     creds = await make_partner(return_window_days=0)
     card = await make_member()
     async with client_for(creds) as client:
@@ -56,11 +66,16 @@ async def test_refund_takes_other_available_points_before_making_debt(make_partn
     assert await balances(pool, card) == {"available": 0, "pending": 0, "held": 0, "debt": -10}
 
 
-async def test_refund_of_pending_points_takes_them_from_the_pending_lot(make_partner, make_member, client_for, pool):
+async def test_refund_of_pending_points_takes_them_from_the_pending_lot(
+    make_partner, make_member, client_for, pool
+):
     creds = await make_partner(return_window_days=14)
     card = await make_member()
     async with client_for(creds) as client:
         earn = await client.earn(card_number=card, amount_cents=2_000, currency="EUR")
         await client.refund(earn.id, amount_cents=500, currency="EUR")
     assert await balances(pool, card) == {"available": 0, "pending": 15, "held": 0, "debt": 0}
-    assert await pool.fetchval("SELECT points_remaining FROM lots WHERE transaction_id = $1", earn.id) == 15
+    assert (
+        await pool.fetchval("SELECT points_remaining FROM lots WHERE transaction_id = $1", earn.id)
+        == 15
+    )

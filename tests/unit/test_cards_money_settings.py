@@ -26,7 +26,13 @@ def test_card_numbers_carry_a_check_digit_that_catches_typos() -> None:
     assert not is_valid_card_number(typo)
     swapped = number[:3] + number[4] + number[3] + number[5:]
     assert number[3] == number[4] or not is_valid_card_number(swapped)
-    for bad in ("", "123", "60480000000000000", "6048abcd00000000", "６０４８０００００００００００"):
+    for bad in (
+        "",
+        "123",
+        "60480000000000000",
+        "6048abcd00000000",
+        "６０４８０００００００００００",
+    ):
         assert not is_valid_card_number(bad)
 
 

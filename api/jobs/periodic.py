@@ -1,0 +1,77 @@
+"""The periodic jobs: what runs every `job_interval_seconds`, and a way to run
+them all once by hand.
+
+Each job is a function of a pool and the moment it runs for. The ledger
+functions lock the members' accounts and re-read under that lock, so two
+runs of one job that overlap (two workers, or a worker and a test) never
+apply the same lot or hold twice; the queue keeps overlap rare, the ledger
+makes it harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+
+import asyncpg
+
+from api.ledger.burn import expire_holds
+from api.ledger.lots import BatchResult, expire_due, release_due
+
+log = logging.getLogger(__name__)
+
+PeriodicJob = Callable[[asyncpg.Pool, datetime], Awaitable[None]]
+
+
+async def release_pending_points(pool: asyncpg.Pool, now: datetime) -> None:
+    """Pending points whose partner's return window has passed become available."""
+    moved = await release_due(pool, now)
+    if moved.lots:
+        log.info("released %d points in %d lots", moved.points, moved.lots)
+
+
+async def expire_points(pool: asyncpg.Pool, now: datetime) -> None:
+    """Available points past their expiry date go to the programme's breakage."""
+    moved = await expire_due(pool, now)
+    if moved.lots:
+        log.info("expired %d points from %d lots", moved.points, moved.lots)
+
+
+async def expire_burn_authorizations(pool: asyncpg.Pool, now: datetime) -> None:
+    """Burn authorizations past their deadline are voided; the points return."""
+    voided = await expire_holds(pool, now)
+    if voided:
+        log.info("voided %d burn authorizations past their deadline", voided)
+
+
+# The queue's entrypoint names; they are stored in pgqueuer's tables, so a
+# rename needs the old name kept until queued jobs under it have drained.
+PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
+    {
+        "release_pending_points": release_pending_points,
+        "expire_points": expire_points,
+        "expire_burn_authorizations": expire_burn_authorizations,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DueJobsResult:
+    holds_voided: int
+    released: BatchResult
+    expired: BatchResult
+
+
+async def run_due_jobs(pool: asyncpg.Pool, now: datetime) -> DueJobsResult:
+    """Run every periodic job once, in this task, without the queue.
+
+    The order matters: a voided hold puts points back into lots that may
+    already be past expiry, so holds go first and expiry last.
+    """
+    holds_voided = await expire_holds(pool, now)
+    released = await release_due(pool, now)
+    expired = await expire_due(pool, now)
+    return DueJobsResult(holds_voided=holds_voided, released=released, expired=expired)

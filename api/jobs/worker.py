@@ -1,0 +1,179 @@
+"""The job worker: pgqueuer's QueueManager running Kring's periodic jobs.
+
+Scheduling, with any number of workers: every worker, every tick, asks the
+queue for one run of each periodic job, due `job_interval_seconds` from now,
+under a dedupe key named after the job. pgqueuer's unique index on dedupe
+keys covers queued and running jobs, so the cluster holds at most one run of
+each job at a time, and the next run can only be queued once the previous one
+has finished. Runs of one job therefore start at least one interval apart
+however many workers there are, and a slow run delays the next instead of
+piling more up behind it. Any worker may pick a run up; when a worker dies
+mid-run, its job is picked again once its heartbeat goes stale.
+
+Timing runs on wall-clock time (the database's NOW()); what a job treats as
+"now" for the ledger comes from the injected Clock, read when the run starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from datetime import timedelta
+
+import asyncpg
+from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
+
+from api.clock import Clock
+from api.db.pool import create_pool
+from api.jobs.periodic import PERIODIC_JOBS, PeriodicJob
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The three jobs run one transaction at a time each; one connection spare.
+JOB_POOL_SIZE_MAX = 4
+# A run's end and the next run being queued are at most one tick apart.
+TICKS_PER_INTERVAL = 4
+TICK_SECONDS_MIN = 0.25
+RESTART_DELAY_SECONDS_MIN = 1.0
+RESTART_DELAY_SECONDS_MAX = 30.0
+STOP_SECONDS_MAX = 30.0
+DEDUPE_KEY_PREFIX = "kring:periodic:"
+
+
+async def schedule_periodic_jobs(queries: Queries, interval: timedelta) -> None:
+    """Queue one run of each periodic job, `interval` from now, unless one is
+    already queued or running somewhere (then the dedupe key skips it)."""
+    names = list(PERIODIC_JOBS)
+    await queries.enqueue(
+        names,
+        [None] * len(names),
+        [0] * len(names),
+        execute_after=[interval] * len(names),
+        dedupe_key=[DEDUPE_KEY_PREFIX + name for name in names],
+        on_conflict="skip",
+    )
+
+
+async def _keep_scheduled(queries: Queries, interval_seconds: float, stop: asyncio.Event) -> None:
+    interval = timedelta(seconds=interval_seconds)
+    tick_seconds = max(interval_seconds / TICKS_PER_INTERVAL, TICK_SECONDS_MIN)
+    while not stop.is_set():
+        await schedule_periodic_jobs(queries, interval)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), tick_seconds)
+
+
+def _entrypoint(
+    job: PeriodicJob, pool: asyncpg.Pool, clock: Clock
+) -> Callable[[Job], Awaitable[None]]:
+    async def run(_queued: Job) -> None:
+        await job(pool, clock.now())
+
+    return run
+
+
+def build_queue_manager(
+    queries: Queries, pool: asyncpg.Pool, clock: Clock, stop: asyncio.Event
+) -> QueueManager:
+    manager = QueueManager(queries)
+    # Setting `stop` ends the manager's loop; it then waits for running jobs.
+    manager.shutdown = stop
+    for name, job in PERIODIC_JOBS.items():
+        # The dedupe key already allows one run at a time; the limit (enforced
+        # in SQL across workers) also covers a run re-picked after a stale heartbeat.
+        manager.entrypoint(name, concurrency_limit=1)(_entrypoint(job, pool, clock))
+    return manager
+
+
+async def run_worker(
+    database_url: str, settings: Settings, clock: Clock, stop: asyncio.Event
+) -> None:
+    """Schedule and run the periodic jobs until `stop` is set; running jobs
+    finish first. Raises when the database fails (see `keep_worker_running`).
+
+    A failed job is logged with its traceback (and kept in `pgqueuer_log`);
+    its next run comes one interval later, like any other.
+    """
+    # pgqueuer LISTENs on this connection, so it is its own, outside any pool.
+    conn = await asyncpg.connect(database_url, server_settings={"application_name": "kring-worker"})
+    try:
+        pool = await create_pool(database_url, min_size=1, max_size=JOB_POOL_SIZE_MAX)
+        try:
+            queries = Queries(AsyncpgDriver(conn))
+            manager = build_queue_manager(queries, pool, clock, stop)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(_keep_scheduled(queries, settings.job_interval_seconds, stop))
+                tasks.create_task(manager.run())
+        finally:
+            await pool.close()
+    finally:
+        await conn.close()
+
+
+async def keep_worker_running(
+    database_url: str, settings: Settings, clock: Clock, stop: asyncio.Event
+) -> None:
+    """`run_worker` until `stop`, started again after a failure (a database
+    restart, a cut connection) with a growing pause, so background work
+    resumes on its own instead of dying silently inside `kring serve`."""
+    loop = asyncio.get_running_loop()
+    delay_seconds = RESTART_DELAY_SECONDS_MIN
+    while not stop.is_set():
+        started = loop.time()
+        try:
+            await run_worker(database_url, settings, clock, stop)
+        except Exception:
+            if loop.time() - started > RESTART_DELAY_SECONDS_MAX:
+                delay_seconds = RESTART_DELAY_SECONDS_MIN  # it had been running fine
+            log.exception("job worker failed; starting it again in %.0f s", delay_seconds)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_seconds)
+            delay_seconds = min(delay_seconds * 2, RESTART_DELAY_SECONDS_MAX)
+
+
+class WorkerHandle:
+    """A worker running as a task of this process; `stop()` ends it."""
+
+    def __init__(self, task: asyncio.Task[None], stop_event: asyncio.Event) -> None:
+        self._task = task
+        self._stop_event = stop_event
+
+    @property
+    def running(self) -> bool:
+        return not self._task.done()
+
+    async def stop(self) -> None:
+        """Stop taking jobs, let running ones finish (cancelled after
+        STOP_SECONDS_MAX; their transactions roll back), then return."""
+        self._stop_event.set()
+        try:
+            await asyncio.wait_for(self._task, STOP_SECONDS_MAX)
+        except TimeoutError:
+            log.warning("job worker did not stop within %.0f s; cancelled it", STOP_SECONDS_MAX)
+
+
+async def start_in_process(database_url: str, settings: Settings, clock: Clock) -> WorkerHandle:
+    """Start a worker as a background task of the running event loop (`kring serve`)."""
+    stop_event = asyncio.Event()
+    task = asyncio.create_task(
+        keep_worker_running(database_url, settings, clock, stop_event), name="kring-job-worker"
+    )
+    return WorkerHandle(task, stop_event)
+
+
+async def main_worker(database_url: str, settings: Settings, clock: Clock) -> None:
+    """The `kring worker` process: run until SIGINT or SIGTERM, then finish
+    the running jobs and return."""
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Not on Windows; there Ctrl+C still ends the process, as KeyboardInterrupt.
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop_event.set)
+    log.info("job worker started; periodic jobs every %d s", settings.job_interval_seconds)
+    await keep_worker_running(database_url, settings, clock, stop_event)
+    log.info("job worker stopped")
