@@ -176,7 +176,9 @@ class PartnerClient:
     ) -> Transaction:
         """Give back part or all of an earn's purchase; its points are reversed in proportion."""
         body = RefundRequest(amount_cents=amount_cents, currency=currency, receipt_ref=receipt_ref)
-        return await self._write(f"/transactions/{_segment(transaction_id)}/refunds", body, idempotency_key)
+        return await self._write(
+            f"/transactions/{_segment(transaction_id)}/refunds", body, idempotency_key
+        )
 
     # --- burning -----------------------------------------------------------
 
@@ -211,7 +213,9 @@ class PartnerClient:
     ) -> Transaction:
         """Take held points (all of the hold when `points` is None); the rest go back."""
         body = CaptureRequest(points=points)
-        return await self._write(f"/burns/{_segment(transaction_id)}/capture", body, idempotency_key)
+        return await self._write(
+            f"/burns/{_segment(transaction_id)}/capture", body, idempotency_key
+        )
 
     async def void(self, transaction_id: Id, *, idempotency_key: str | None = None) -> Transaction:
         """Release a hold: the points go back to the member's available balance."""
@@ -376,7 +380,9 @@ class PartnerClient:
                 )
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 if last:
-                    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport_error"
+                    code = (
+                        "timeout" if isinstance(exc, httpx.TimeoutException) else "transport_error"
+                    )
                     raise PartnerApiError(0, code, str(exc) or type(exc).__name__) from exc
                 await self._sleep(_retry_delay_s(attempt, None))
                 continue
