@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -34,6 +35,12 @@ class Context:
         if self._database is None:
             self._database = open_database(self.settings)
         return self._database
+
+    def close(self) -> None:
+        """Stop the embedded server if this process is the last one using it."""
+        if self._database is not None and self._database.embedded is not None:
+            self._database.embedded.stop()
+        self._database = None
 
     def migrated_url(self) -> str:
         url = self.database.url
@@ -83,15 +90,26 @@ def serve(ctx: Context, host: str, port: int, demo: bool, no_jobs: bool) -> None
         _seed_demo(ctx, url)
     app = create_app(ctx.settings, url, run_jobs=not no_jobs)
     click.echo(f"Kring listening on http://{host}:{port}  (API docs: /schema)")
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level=ctx.settings.log_level,
-    )
+    # Uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with
+    # the handler it found; make that handler an exit, so that the embedded
+    # PostgreSQL is stopped on the way out instead of being left running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level=ctx.settings.log_level,
+        )
+    finally:
+        ctx.close()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @main.command()

@@ -95,7 +95,7 @@ def test_ledger_check_passes_then_names_a_corrupted_row(data_dir: Path) -> None:
 
 
 @pytest.fixture
-def server(data_dir: Path) -> Iterator[str]:
+def server_process(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
         "KRING_DATA_DIR": str(data_dir)
@@ -119,13 +119,18 @@ def server(data_dir: Path) -> Iterator[str]:
         else:
             proc.kill()
             pytest.fail("server did not start: " + (proc.stdout.read() if proc.stdout else ""))
-        yield base
+        yield base, proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def server(server_process: tuple[str, subprocess.Popen[str]]) -> str:
+    return server_process[0]
 
 
 def test_serve_answers_on_its_port_and_keeps_data_across_restarts(
@@ -175,3 +180,23 @@ def test_data_survives_a_restart(data_dir: Path, server: str) -> None:
         f"{server}/partner/v1/transactions/{txn_id}", headers={"authorization": f"Bearer {token}"}
     )
     assert found.status_code == 200 and found.json()["points"] == 12
+
+
+def test_sigterm_stops_the_server_and_its_embedded_database(data_dir: Path, server_process) -> None:
+    import psutil
+
+    def postgres_running() -> bool:
+        return any(
+            str(data_dir) in " ".join(p.info["cmdline"] or [])
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "postgres"
+        )
+
+    _, proc = server_process
+    assert postgres_running()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 15
+    while postgres_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not postgres_running()

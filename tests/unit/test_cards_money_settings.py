@@ -31,7 +31,7 @@ def test_card_numbers_carry_a_check_digit_that_catches_typos() -> None:
         "123",
         "60480000000000000",
         "6048abcd00000000",
-        "６０４８０００００００００００",
+        "\uff16\uff10\uff14\uff18" + "\uff10" * 12,  # full-width digits: isdigit() but not ASCII
     ):
         assert not is_valid_card_number(bad)
 
