@@ -11,7 +11,6 @@ from api.jobs.worker import (
     keep_worker_running,
     main_worker,
     run_worker,
-    schedule_periodic_jobs,
     start_in_process,
 )
 
@@ -23,6 +22,5 @@ __all__ = [
     "main_worker",
     "run_due_jobs",
     "run_worker",
-    "schedule_periodic_jobs",
     "start_in_process",
 ]

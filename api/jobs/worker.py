@@ -1,14 +1,15 @@
 """The job worker: pgqueuer's QueueManager running Kring's periodic jobs.
 
 Scheduling, with any number of workers: every worker, every tick, asks the
-queue for one run of each periodic job, due `job_interval_seconds` from now,
-under a dedupe key named after the job. pgqueuer's unique index on dedupe
-keys covers queued and running jobs, so the cluster holds at most one run of
-each job at a time, and the next run can only be queued once the previous one
-has finished. Runs of one job therefore start at least one interval apart
-however many workers there are, and a slow run delays the next instead of
-piling more up behind it. Any worker may pick a run up; when a worker dies
-mid-run, its job is picked again once its heartbeat goes stale.
+queue for one run of each periodic job, due one interval from now (for the
+ledger jobs, `job_interval_seconds`), under a dedupe key named after the job.
+pgqueuer's unique index on dedupe keys covers queued and running jobs, so the
+cluster holds at most one run of each job at a time, and the next run can
+only be queued once the previous one has finished. Runs of one job therefore
+start at least one interval apart however many workers there are, and a slow
+run delays the next instead of piling more up behind it. Any worker may pick
+a run up; when a worker dies mid-run, its job is picked again once its
+heartbeat goes stale.
 
 Timing runs on wall-clock time (the database's NOW()); what a job treats as
 "now" for the ledger comes from the injected Clock, read when the run starts.
@@ -21,6 +22,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
@@ -28,12 +30,13 @@ from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 
 from api.clock import Clock
 from api.db.pool import create_pool
+from api.jobs.housekeeping import JOB_LOG_PRUNE_INTERVAL, prune_job_log
 from api.jobs.periodic import PERIODIC_JOBS, PeriodicJob
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The three jobs run one transaction at a time each; one connection spare.
+# The three ledger jobs run one transaction at a time each; one connection spare.
 JOB_POOL_SIZE_MAX = 4
 # A run's end and the next run being queued are at most one tick apart.
 TICKS_PER_INTERVAL = 4
@@ -44,48 +47,67 @@ STOP_SECONDS_MAX = 30.0
 DEDUPE_KEY_PREFIX = "kring:periodic:"
 
 
-async def schedule_periodic_jobs(queries: Queries, interval: timedelta) -> None:
-    """Queue one run of each periodic job, `interval` from now, unless one is
-    already queued or running somewhere (then the dedupe key skips it)."""
-    names = list(PERIODIC_JOBS)
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """A queue entrypoint name, how long between its runs, and what a run does."""
+
+    name: str
+    interval: timedelta
+    run: Callable[[], Awaitable[object]]
+
+
+def scheduled_jobs(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> list[ScheduledJob]:
+    every = timedelta(seconds=settings.job_interval_seconds)
+
+    def ledger(job: PeriodicJob) -> Callable[[], Awaitable[None]]:
+        # The ledger's "now" is read when the run starts, not when it was queued.
+        return lambda: job(pool, clock.now())
+
+    return [
+        *(ScheduledJob(name, every, ledger(job)) for name, job in PERIODIC_JOBS.items()),
+        ScheduledJob("prune_job_log", JOB_LOG_PRUNE_INTERVAL, lambda: prune_job_log(pool)),
+    ]
+
+
+async def schedule_runs(queries: Queries, jobs: list[ScheduledJob]) -> None:
+    """Queue the next run of each job, one interval from now, unless a run of
+    it is already queued or running somewhere (then its dedupe key skips it)."""
     await queries.enqueue(
-        names,
-        [None] * len(names),
-        [0] * len(names),
-        execute_after=[interval] * len(names),
-        dedupe_key=[DEDUPE_KEY_PREFIX + name for name in names],
+        [job.name for job in jobs],
+        [None] * len(jobs),
+        [0] * len(jobs),
+        execute_after=[job.interval for job in jobs],
+        dedupe_key=[DEDUPE_KEY_PREFIX + job.name for job in jobs],
         on_conflict="skip",
     )
 
 
-async def _keep_scheduled(queries: Queries, interval_seconds: float, stop: asyncio.Event) -> None:
-    interval = timedelta(seconds=interval_seconds)
-    tick_seconds = max(interval_seconds / TICKS_PER_INTERVAL, TICK_SECONDS_MIN)
+async def _keep_scheduled(
+    queries: Queries, jobs: list[ScheduledJob], tick_seconds: float, stop: asyncio.Event
+) -> None:
     while not stop.is_set():
-        await schedule_periodic_jobs(queries, interval)
+        await schedule_runs(queries, jobs)
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), tick_seconds)
 
 
-def _entrypoint(
-    job: PeriodicJob, pool: asyncpg.Pool, clock: Clock
-) -> Callable[[Job], Awaitable[None]]:
+def _entrypoint(job: ScheduledJob) -> Callable[[Job], Awaitable[None]]:
     async def run(_queued: Job) -> None:
-        await job(pool, clock.now())
+        await job.run()
 
     return run
 
 
 def build_queue_manager(
-    queries: Queries, pool: asyncpg.Pool, clock: Clock, stop: asyncio.Event
+    queries: Queries, jobs: list[ScheduledJob], stop: asyncio.Event
 ) -> QueueManager:
     manager = QueueManager(queries)
     # Setting `stop` ends the manager's loop; it then waits for running jobs.
     manager.shutdown = stop
-    for name, job in PERIODIC_JOBS.items():
+    for job in jobs:
         # The dedupe key already allows one run at a time; the limit (enforced
         # in SQL across workers) also covers a run re-picked after a stale heartbeat.
-        manager.entrypoint(name, concurrency_limit=1)(_entrypoint(job, pool, clock))
+        manager.entrypoint(job.name, concurrency_limit=1)(_entrypoint(job))
     return manager
 
 
@@ -104,9 +126,11 @@ async def run_worker(
         pool = await create_pool(database_url, min_size=1, max_size=JOB_POOL_SIZE_MAX)
         try:
             queries = Queries(AsyncpgDriver(conn))
-            manager = build_queue_manager(queries, pool, clock, stop)
+            jobs = scheduled_jobs(settings, pool, clock)
+            manager = build_queue_manager(queries, jobs, stop)
+            tick_seconds = max(settings.job_interval_seconds / TICKS_PER_INTERVAL, TICK_SECONDS_MIN)
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(_keep_scheduled(queries, settings.job_interval_seconds, stop))
+                tasks.create_task(_keep_scheduled(queries, jobs, tick_seconds, stop))
                 tasks.create_task(manager.run())
         finally:
             await pool.close()

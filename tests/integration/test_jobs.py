@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import asyncpg
 import msgspec
@@ -16,6 +17,7 @@ from pgqueuer import AsyncpgDriver, Queries, QueueManager
 
 from api.clock import add_months
 from api.jobs import run_due_jobs, start_in_process
+from api.jobs.housekeeping import JOB_LOG_RETENTION, prune_job_log
 from tests.conftest import balances
 
 INTERVAL_SECONDS = 1
@@ -87,9 +89,10 @@ async def test_worker_runs_the_periodic_jobs_on_its_own(
     assert status == "available"
 
 
-async def test_two_workers_and_direct_runs_release_each_lot_exactly_once(
-    make_partner, make_member, client_for, pool, clock, database_url, fast_settings
-):
+async def make_due_lots(
+    make_partner, make_member, client_for, clock
+) -> tuple[dict[str, int], list[object]]:
+    """Pending lots for MEMBERS fresh members, all due for release now."""
     creds = await make_partner(return_window_days=3)
     cards = [await make_member() for _ in range(MEMBERS)]
     earned: dict[str, int] = dict.fromkeys(cards, 0)
@@ -103,11 +106,50 @@ async def test_two_workers_and_direct_runs_release_each_lot_exactly_once(
                 earned[card] += txn.points
                 lot_ids.append(txn.id)
     clock.advance(timedelta(days=3))
+    return earned, lot_ids
 
-    workers = [await start_in_process(database_url, fast_settings, clock) for _ in range(2)]
+
+async def assert_released_exactly_once(pool, earned: dict[str, int], lot_ids: list[object]) -> None:
+    cards = list(earned)
+    for card in cards:
+        assert await balances(pool, card) == {
+            "available": earned[card],
+            "pending": 0,
+            "held": 0,
+            "debt": 0,
+        }
+    rows = await pool.fetch(
+        "SELECT m.card_number, a.kind, sum(p.amount)::bigint AS moved"
+        " FROM postings p JOIN journal_entries e ON e.id = p.entry_id"
+        " JOIN accounts a ON a.id = p.account_id JOIN members m ON m.id = a.member_id"
+        " WHERE e.kind = 'release' AND m.card_number = ANY($1::text[])"
+        " GROUP BY m.card_number, a.kind",
+        cards,
+    )
+    moved = {(r["card_number"], r["kind"]): r["moved"] for r in rows}
+    assert len(moved) == 2 * len(cards)
+    for card in cards:
+        assert moved[(card, "member_available")] == earned[card]
+        assert moved[(card, "member_pending")] == -earned[card]
+    lots = await pool.fetch(
+        "SELECT state, points_remaining, points_original FROM lots"
+        " WHERE transaction_id = ANY($1::uuid[])",
+        lot_ids,
+    )
+    assert len(lots) == len(lot_ids)
+    assert all(lot["state"] == "available" for lot in lots)
+    assert all(lot["points_remaining"] == lot["points_original"] for lot in lots)
+
+
+async def test_two_workers_started_at_once_release_each_lot_exactly_once(
+    make_partner, make_member, client_for, pool, clock, database_url, fast_settings
+):
+    earned, lot_ids = await make_due_lots(make_partner, make_member, client_for, clock)
+    since: datetime = await pool.fetchval("SELECT now()")
+    workers = await asyncio.gather(
+        *(start_in_process(database_url, fast_settings, clock) for _ in range(2))
+    )
     try:
-        # Direct runs race the workers' runs for the same lots.
-        await asyncio.gather(*(run_due_jobs(pool, clock.now()) for _ in range(3)))
 
         async def all_released() -> bool:
             pending = await pool.fetchval(
@@ -118,37 +160,27 @@ async def test_two_workers_and_direct_runs_release_each_lot_exactly_once(
             return pending == 0
 
         await eventually(all_released, "all lots released")
-        await asyncio.sleep(3 * INTERVAL_SECONDS)  # more runs find nothing left to move
+        await asyncio.sleep(3 * INTERVAL_SECONDS)  # later runs find nothing left to move
     finally:
         await asyncio.gather(*(w.stop() for w in workers))
 
-    for card in cards:
-        assert await balances(pool, card) == {
-            "available": earned[card],
-            "pending": 0,
-            "held": 0,
-            "debt": 0,
-        }
-    rows = await pool.fetch(
-        "SELECT m.card_number, a.kind, sum(p.amount)::bigint AS moved, count(*) AS postings"
-        " FROM postings p JOIN journal_entries e ON e.id = p.entry_id"
-        " JOIN accounts a ON a.id = p.account_id JOIN members m ON m.id = a.member_id"
-        " WHERE e.kind = 'release' AND m.card_number = ANY($1::text[])"
-        " GROUP BY m.card_number, a.kind",
-        cards,
+    await assert_released_exactly_once(pool, earned, lot_ids)
+    runs = await pool.fetchval(
+        "SELECT count(*) FROM pgqueuer_log WHERE entrypoint = 'release_pending_points'"
+        " AND status = 'successful' AND created > $1",
+        since,
     )
-    moved = {(r["card_number"], r["kind"]): r["moved"] for r in rows}
-    for card in cards:
-        assert moved[(card, "member_available")] == earned[card]
-        assert moved[(card, "member_pending")] == -earned[card]
-    states = await pool.fetch(
-        "SELECT state, points_remaining, points_original FROM lots"
-        " WHERE transaction_id = ANY($1::uuid[])",
-        lot_ids,
-    )
-    assert len(states) == len(lot_ids)
-    assert all(s["state"] == "available" for s in states)
-    assert all(s["points_remaining"] == s["points_original"] for s in states)
+    assert runs >= 2
+
+
+async def test_direct_runs_racing_each_other_release_each_lot_exactly_once(
+    make_partner, make_member, client_for, pool, clock
+):
+    earned, lot_ids = await make_due_lots(make_partner, make_member, client_for, clock)
+    results = await asyncio.gather(*(run_due_jobs(pool, clock.now()) for _ in range(4)))
+    assert sum(r.released.lots for r in results) == len(lot_ids)
+    assert sum(r.released.points for r in results) == sum(earned.values())
+    await assert_released_exactly_once(pool, earned, lot_ids)
 
 
 async def test_runs_of_one_job_never_overlap_and_keep_their_interval(
@@ -171,7 +203,7 @@ async def test_runs_of_one_job_never_overlap_and_keep_their_interval(
     ]
     # Three workers, five intervals: without the dedupe key this would be ~15.
     assert 2 <= len(picks) <= 6
-    gaps = [later - earlier for earlier, later in zip(picks, picks[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in pairwise(picks)]
     assert min(gaps) >= timedelta(seconds=INTERVAL_SECONDS)
     # The queue holds at most one run of each job, queued or running.
     per_job = await pool.fetch(
@@ -179,3 +211,17 @@ async def test_runs_of_one_job_never_overlap_and_keep_their_interval(
         " WHERE status IN ('queued', 'picked') GROUP BY entrypoint"
     )
     assert all(r["runs"] == 1 for r in per_job)
+
+
+async def test_prune_deletes_only_queue_log_rows_past_retention(pool):
+    await pool.execute(
+        "INSERT INTO pgqueuer_log (created, job_id, status, priority, entrypoint)"
+        " VALUES (now() - $1::interval - interval '1 minute', 0, 'successful', 0, 'old'),"
+        "        (now() - $1::interval + interval '1 minute', 0, 'successful', 0, 'recent')",
+        JOB_LOG_RETENTION,
+    )
+    assert await prune_job_log(pool) >= 1
+    left = {r["entrypoint"] for r in await pool.fetch("SELECT entrypoint FROM pgqueuer_log")}
+    assert "old" not in left
+    assert "recent" in left
+    assert await prune_job_log(pool) == 0
