@@ -25,9 +25,22 @@ TRANSACTION_ATTEMPTS_MAX = 5
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
+class KringConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
+    """A pooled connection that skips asyncpg's reset query on release.
+
+    The reset (RESET ALL, CLOSE ALL, UNLISTEN *, advisory unlock) costs a round
+    trip per request; Kring keeps no session state on pooled connections (no
+    SET, LISTEN, cursors or session advisory locks), so there is nothing to reset.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
+        connection_class=KringConnection,
         min_size=min_size,
         max_size=max_size,
         # The statement cache is per connection; the ledger uses few statements.

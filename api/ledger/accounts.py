@@ -28,6 +28,8 @@ def shard_for(key: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class MemberAccounts:
+    """A member's four accounts and their balances as read (locked or not)."""
+
     member_id: int
     public_id: UUID
     card_number: str
@@ -41,10 +43,17 @@ class MemberAccounts:
     held: int
     debt: int
 
+    @property
+    def account_ids(self) -> tuple[int, int, int, int]:
+        return (self.available_id, self.pending_id, self.held_id, self.debt_id)
 
-# Select list that, applied to the locked accounts `x` of member `m`, yields
-# the MemberAccounts fields. Shared by every reader that locks a member.
-MEMBER_ACCOUNTS_LATERAL = """
+
+def member_accounts_lateral(*, lock: bool) -> str:
+    """A LATERAL join yielding member `m`'s account ids and balances (as
+    MemberAccounts fields); with `lock`, the accounts are locked FOR UPDATE
+    in id order, which is the ledger's lock order."""
+    locking = "ORDER BY id FOR UPDATE" if lock else ""
+    return f"""
 LEFT JOIN LATERAL (
     SELECT
         max(x.id) FILTER (WHERE x.kind = 'member_available') AS available_id,
@@ -55,10 +64,11 @@ LEFT JOIN LATERAL (
         max(x.balance) FILTER (WHERE x.kind = 'member_pending') AS pending,
         max(x.balance) FILTER (WHERE x.kind = 'member_held') AS held,
         max(x.balance) FILTER (WHERE x.kind = 'member_debt') AS debt
-    FROM (SELECT id, kind, balance FROM accounts
-          WHERE member_id = m.id ORDER BY id FOR UPDATE) x
+    FROM (SELECT id, kind, balance FROM accounts WHERE member_id = m.id {locking}) x
 ) acc ON true
 """
+
+
 MEMBER_ACCOUNTS_COLUMNS = """
     m.id AS member_id, m.public_id AS member_public_id, m.card_number,
     m.status AS member_status, acc.*
@@ -86,7 +96,7 @@ def member_accounts_from(row: asyncpg.Record) -> MemberAccounts | None:
 
 async def lock_member(conn: asyncpg.Connection, member_id: int) -> MemberAccounts | None:
     row = await conn.fetchrow(
-        f"SELECT {MEMBER_ACCOUNTS_COLUMNS} FROM members m {MEMBER_ACCOUNTS_LATERAL}"
+        f"SELECT {MEMBER_ACCOUNTS_COLUMNS} FROM members m {member_accounts_lateral(lock=True)}"
         " WHERE m.id = $1",
         member_id,
     )

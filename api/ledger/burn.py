@@ -125,7 +125,9 @@ def plan_authorize(
         occurred_at=occurred_at,
         booked_at=now,
         hold_expires_at=now + timedelta(minutes=hold_minutes),
-        postings=Postings().move(member.available_id, member.held_id, points),
+        postings=Postings(first=frozenset(member.account_ids)).move(
+            member.available_id, member.held_id, points
+        ),
     )
 
 
@@ -219,7 +221,7 @@ def plan_finish(
         )
     restored = hold.points - capture_points
     postings = (
-        Postings()
+        Postings(first=frozenset(member.account_ids))
         .add(member.held_id, -hold.points)
         .add(points_redeemed_id, capture_points)
         .add(member.available_id, restored)

@@ -91,7 +91,7 @@ def plan_earn(
     lot_points = points - debt_repaid
     available_at = occurred_at + timedelta(days=terms.return_window_days)
     postings = (
-        Postings()
+        Postings(first=frozenset(member.account_ids))
         .add(terms.points_issued_id, -points)
         .add(member.debt_id, debt_repaid)
         .add(member.pending_id, lot_points)

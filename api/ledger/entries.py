@@ -30,6 +30,8 @@ class Postings:
 
     lines: dict[int, int] = field(default_factory=dict)
     units: dict[int, str] = field(default_factory=dict)
+    # Accounts to lock before the others (a member's, by the ledger's lock order).
+    first: frozenset[int] = frozenset()
 
     def add(self, account_id: int, amount: int, unit: str = "PTS") -> Postings:
         if amount == 0:
@@ -60,10 +62,11 @@ class Postings:
         return bool(self.lines)
 
     def params(self) -> dict[str, Any]:
-        """Parameters for ENTRY_CTES, sorted by account id so that concurrent
-        entries lock account rows in one global order."""
+        """Parameters for ENTRY_CTES in one global lock order: the member's
+        accounts first, then the rest, each by id, so that concurrent entries
+        take row locks in the same order and do not deadlock."""
         self.check()
-        ids = sorted(self.lines)
+        ids = sorted(self.lines, key=lambda i: (i not in self.first, i))
         return {
             "line_accounts": ids,
             "line_amounts": [self.lines[i] for i in ids],

@@ -120,7 +120,7 @@ def plan_refund(
     debt = points - from_lot - from_available
     lot_account = member.available_id if lot_is_available else member.pending_id
     postings = (
-        Postings()
+        Postings(first=frozenset(member.account_ids))
         .add(points_issued_id, points)
         .add(lot_account, -from_lot)
         .add(member.available_id, -from_available)

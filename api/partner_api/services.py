@@ -30,10 +30,10 @@ from api.errors import DomainError, NotFound
 from api.ledger import burn, earn, refund
 from api.ledger.accounts import (
     MEMBER_ACCOUNTS_COLUMNS,
-    MEMBER_ACCOUNTS_LATERAL,
     MemberAccounts,
     lock_member,
     member_accounts_from,
+    member_accounts_lateral,
     shard_for,
 )
 from api.ledger.idempotency import Claim, StoredAnswer, stored_answer
@@ -49,7 +49,9 @@ OCCURRED_AT_PAST_MAX = timedelta(days=30)
 
 _encode = msgspec.json.Encoder().encode
 
-_CARD_CONTEXT = f"""
+
+def _card_context_sql(*, lock: bool) -> str:
+    return f"""
 SELECT {TERMS_COLUMNS},
        k.request_sha256, k.response_status, k.response_body,
        {MEMBER_ACCOUNTS_COLUMNS}
@@ -57,9 +59,12 @@ FROM partners p
 {terms_joins("$4")}
 LEFT JOIN idempotency_keys k ON k.partner_id = p.id AND k.key = $2
 LEFT JOIN members m ON m.card_number = $3
-{MEMBER_ACCOUNTS_LATERAL}
+{member_accounts_lateral(lock=lock)}
 WHERE p.id = $1
 """
+
+
+_CARD_CONTEXT = {lock: _card_context_sql(lock=lock) for lock in (True, False)}
 
 _TRANSACTION_CONTEXT = f"""
 SELECT {TERMS_COLUMNS},
@@ -157,12 +162,12 @@ def _occurred_at(value: datetime | None, now: datetime) -> datetime:
 
 
 async def _card_context(
-    conn: asyncpg.Connection, request: Request, card_number: str
+    conn: asyncpg.Connection, request: Request, card_number: str, *, lock: bool = True
 ) -> tuple[PartnerTerms, StoredAnswer | None, MemberAccounts | None]:
     # The card number (valid, so all digits) picks the partner-account shard.
     shard = shard_for(int(card_number[:-1]))
     row = await conn.fetchrow(
-        _CARD_CONTEXT, request.partner.partner_id, request.key, card_number, shard
+        _CARD_CONTEXT[lock], request.partner.partner_id, request.key, card_number, shard
     )
     if row is None:
         raise NotFound("partner not found", code="partner_not_found")
@@ -188,46 +193,81 @@ async def _run(
     try:
         return await transaction(pool, work)
     except _LostRace:
-        async with pool.acquire() as conn:
-            stored = await stored_answer(conn, request.partner.partner_id, request.key)
-        if stored is None:  # the winner rolled back after all; the client may retry
-            raise DomainError(
-                "a request with this Idempotency-Key is in flight",
-                code="idempotency_conflict",
-                status=409,
-            ) from None
-        return replay(stored, request.request_sha256)
+        return await _replay_stored(pool, request)
+
+
+async def _replay_stored(pool: asyncpg.Pool, request: Request) -> Answer:
+    async with pool.acquire() as conn:
+        stored = await stored_answer(conn, request.partner.partner_id, request.key)
+    if stored is None:  # the winner rolled back after all; the client may retry
+        raise DomainError(
+            "a request with this Idempotency-Key is in flight",
+            code="idempotency_conflict",
+            status=409,
+        )
+    return replay(stored, request.request_sha256)
 
 
 async def earn_points(
     pool: asyncpg.Pool, clock: Clock, request: Request, body: schemas.EarnRequest
 ) -> Answer:
     _require_card(body.card_number)
-
-    async def work(conn: asyncpg.Connection) -> Answer:
-        terms, stored, member = await _card_context(conn, request, body.card_number)
+    # The common case, a member without debt, only adds points: it needs no
+    # member lock and no explicit transaction. One read, then one statement
+    # that writes everything and commits by itself, all or nothing.
+    async with pool.acquire() as conn:
+        terms, stored, member = await _card_context(conn, request, body.card_number, lock=False)
         if stored is not None:
             return replay(stored, request.request_sha256)
-        require_active_partner(terms)
-        _require_currency(body.currency, terms)
-        member = _require_member(member)
-        now = clock.now()
-        plan = earn.plan_earn(
-            terms,
-            member,
-            amount_cents=body.amount_cents,
-            currency=body.currency,
-            receipt_ref=body.receipt_ref,
-            store_id=body.store_id,
-            occurred_at=_occurred_at(body.occurred_at, now),
-            now=now,
-        )
-        claim = _claim(request, 201, plan.row, member, now)
-        if not await earn.apply_earn(conn, plan, claim):
-            raise _LostRace
-        return Answer(201, claim.response_body)
+        member = _earning_member(terms, body, member)
+        if member.debt == 0:
+            try:
+                return await _plan_and_apply_earn(conn, clock, request, body, terms, member)
+            except _LostRace:
+                return await _replay_stored(pool, request)
 
-    return await _run(pool, request, work)
+    async def with_debt(conn: asyncpg.Connection) -> Answer:
+        # The earn repays debt, so the debt must be read under the member lock.
+        terms, stored, member = await _card_context(conn, request, body.card_number, lock=True)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        member = _earning_member(terms, body, member)
+        return await _plan_and_apply_earn(conn, clock, request, body, terms, member)
+
+    return await _run(pool, request, with_debt)
+
+
+def _earning_member(
+    terms: PartnerTerms, body: schemas.EarnRequest, member: MemberAccounts | None
+) -> MemberAccounts:
+    require_active_partner(terms)
+    _require_currency(body.currency, terms)
+    return _require_member(member)
+
+
+async def _plan_and_apply_earn(
+    conn: asyncpg.Connection,
+    clock: Clock,
+    request: Request,
+    body: schemas.EarnRequest,
+    terms: PartnerTerms,
+    member: MemberAccounts,
+) -> Answer:
+    now = clock.now()
+    plan = earn.plan_earn(
+        terms,
+        member,
+        amount_cents=body.amount_cents,
+        currency=body.currency,
+        receipt_ref=body.receipt_ref,
+        store_id=body.store_id,
+        occurred_at=_occurred_at(body.occurred_at, now),
+        now=now,
+    )
+    claim = _claim(request, 201, plan.row, member, now)
+    if not await earn.apply_earn(conn, plan, claim):
+        raise _LostRace
+    return Answer(201, claim.response_body)
 
 
 async def authorize_burn(
