@@ -45,7 +45,14 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asy
         max_size=max_size,
         # The statement cache is per connection; the ledger uses few statements.
         statement_cache_size=256,
-        server_settings={"application_name": "kring", "timezone": "UTC"},
+        server_settings={
+            "application_name": "kring",
+            "timezone": "UTC",
+            # Every statement is prepared and looks rows up by key, where a
+            # generic plan is right; letting PostgreSQL re-plan the long ledger
+            # CTEs per call (custom plans) cost more CPU than running them.
+            "plan_cache_mode": "force_generic_plan",
+        },
     )
     assert pool is not None
     return pool

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from api.db.pool import transaction
 from api.db.sql import Query
 from api.errors import Conflict, DomainError, InsufficientPoints
+from api.ids import new_transaction_id
 from api.ledger.accounts import MemberAccounts, lock_member, partner_account, shard_for
 from api.ledger.entries import (
     ENTRY_CTES,
@@ -115,7 +116,7 @@ def plan_authorize(
             f"the member has {member.available} points available, {points} were asked"
         )
     return AuthorizePlan(
-        transaction_id=uuid4(),
+        transaction_id=new_transaction_id(),
         partner_id=terms.partner_id,
         member_id=member.member_id,
         points=points,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from api.clock import add_months
 from api.db.sql import Query
+from api.ids import new_transaction_id
 from api.ledger.accounts import MemberAccounts
 from api.ledger.entries import ENTRY_CTES, ENTRY_RESULT, Postings, entry_params, require_moved
 from api.ledger.idempotency import Claim, claim_params, go_cte
@@ -97,7 +98,7 @@ def plan_earn(
         .add(member.pending_id, lot_points)
     )
     return EarnPlan(
-        transaction_id=uuid4(),
+        transaction_id=new_transaction_id(),
         partner_id=terms.partner_id,
         member_id=member.member_id,
         amount_cents=amount_cents,

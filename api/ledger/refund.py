@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from api.db.sql import Query
 from api.errors import Conflict, DomainError
+from api.ids import new_transaction_id
 from api.ledger.accounts import MemberAccounts
 from api.ledger.entries import (
     ENTRY_CTES,
@@ -127,7 +128,7 @@ def plan_refund(
         .add(member.debt_id, -debt)
     )
     return RefundPlan(
-        refund_id=uuid4(),
+        refund_id=new_transaction_id(),
         refundable=refundable,
         amount_cents=amount_cents,
         points=points,
