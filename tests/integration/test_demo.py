@@ -1,0 +1,191 @@
+"""`kring demo`: a believable coalition with a year of history, written through
+the partner API's services (the module's ledger check runs at teardown),
+seeded once however often it is called, with credentials that work."""
+
+from __future__ import annotations
+
+import json
+import random
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from api.coalition.partners import verify_credentials
+from api.demo import DEMO_CODES, seed_demo
+from api.demo.cast import draw_people
+from api.demo.credentials import CREDENTIALS_FILE
+
+MEMBERS = 40
+TABLES = (
+    "partners",
+    "partner_credentials",
+    "members",
+    "accounts",
+    "transactions",
+    "journal_entries",
+    "postings",
+    "lots",
+    "hold_lots",
+    "idempotency_keys",
+)
+
+
+@pytest.fixture(scope="module")
+async def demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    data_dir = tmp_path_factory.mktemp("demo")
+    summary = await seed_demo(database_url, data_dir=data_dir, members=MEMBERS)
+    return summary, data_dir
+
+
+async def test_partners_have_distinct_kinds_and_their_own_terms(demo, pool):
+    rows = await pool.fetch(
+        "SELECT code, kind, earn_rate_millipoints_per_euro AS rate, return_window_days AS window"
+        " FROM partners WHERE code = ANY($1::text[])",
+        DEMO_CODES,
+    )
+    partners = {r["code"]: r for r in rows}
+    assert len(partners) >= 5
+    assert len({r["kind"] for r in rows}) == len(rows)
+    assert all(code.islower() and " " not in code for code in partners)
+    assert (partners["versmarkt"]["rate"], partners["versmarkt"]["window"]) == (1_000, 14)
+    assert partners["tankpunt"]["rate"] < 1_000 and partners["tankpunt"]["window"] <= 2
+    assert partners["cinema-lumiere"]["rate"] == 2_000
+    assert partners["stijl-online"]["window"] == 30
+
+
+async def test_members_have_names_mail_and_joined_over_the_year(demo, pool):
+    rows = await pool.fetch("SELECT email, display_name, created_at FROM members")
+    assert len(rows) == MEMBERS
+    assert len({r["email"] for r in rows}) == MEMBERS
+    assert all(r["email"].endswith(("@example.org", "@example.nl")) for r in rows)
+    assert all(r["display_name"] and " " in r["display_name"] for r in rows)
+    year_ago = datetime.now(UTC) - timedelta(days=365)
+    join_months = {r["created_at"].strftime("%Y-%m") for r in rows if r["created_at"] > year_ago}
+    assert len(join_months) >= 6
+
+
+async def test_history_covers_the_last_year_day_by_day(demo, pool):
+    now = datetime.now(UTC)
+    first, last = await pool.fetchrow("SELECT min(created_at), max(created_at) FROM transactions")
+    assert now - timedelta(hours=1) < last <= now
+    # The launch customers' first purchases, years ago, are the oldest.
+    assert now - timedelta(days=42 * 31) < first < now - timedelta(days=39 * 30)
+    months = await pool.fetchval(
+        "SELECT count(DISTINCT date_trunc('month', created_at)) FROM transactions"
+        " WHERE created_at > $1",
+        now - timedelta(days=365),
+    )
+    assert months >= 12
+    # Members shop at several partners, some at just one.
+    spread = await pool.fetch(
+        "SELECT count(DISTINCT partner_id) AS n FROM transactions WHERE kind = 'earn'"
+        " GROUP BY member_id"
+    )
+    assert max(r["n"] for r in spread) >= 3
+
+
+async def test_every_state_of_the_ledger_shows(demo, pool):
+    states = {
+        (r["kind"], r["status"])
+        for r in await pool.fetch("SELECT DISTINCT kind, status FROM transactions")
+    }
+    assert {
+        ("earn", "pending"),
+        ("earn", "available"),
+        ("burn", "captured"),
+        ("burn", "voided"),
+        ("burn", "expired"),  # holds left to lapse
+        ("burn", "authorized"),  # open right now
+        ("refund", "completed"),
+    } <= states
+    refunds = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE amount_refunded_cents = amount_cents) AS full,"
+        "       count(*) FILTER (WHERE amount_refunded_cents < amount_cents) AS part"
+        " FROM transactions WHERE kind = 'earn' AND amount_refunded_cents > 0"
+    )
+    assert refunds["full"] > 0 and refunds["part"] > 0
+    partial_captures = await pool.fetchval(
+        "SELECT count(*) FROM transactions"
+        " WHERE kind = 'burn' AND status = 'captured' AND points_captured < points"
+    )
+    assert partial_captures > 0
+    entries = dict(await pool.fetch("SELECT kind, count(*) FROM journal_entries GROUP BY kind"))
+    assert entries.keys() >= {"earn", "release", "authorize", "capture", "void", "refund", "expire"}
+    expired_lots = await pool.fetchval(
+        "SELECT count(*) FROM lots WHERE state = 'available' AND expires_at <= now()"
+        " AND points_remaining = 0"
+    )
+    assert expired_lots > 0
+    assert await pool.fetchval("SELECT balance FROM accounts WHERE kind = 'programme_breakage'") > 0
+    in_debt = await pool.fetchval(
+        "SELECT count(*) FROM accounts WHERE kind = 'member_debt' AND balance < 0"
+    )
+    assert in_debt >= 1
+
+
+async def test_every_till_write_went_through_the_partner_api_services(demo, pool):
+    # Each request stores its idempotency key: one per earn, refund and burn
+    # (a one-step burn captures in the same request), one more per capture or
+    # void sent later. Holds that lapsed were voided by the nightly job, keyless.
+    expected = await pool.fetchval(
+        "SELECT count(*) + count(*) FILTER (WHERE kind = 'burn' AND status IN"
+        "  ('captured', 'voided') AND finished_at > created_at) FROM transactions"
+    )
+    assert await pool.fetchval("SELECT count(*) FROM idempotency_keys") == expected
+
+
+async def test_credentials_file_works_and_summary_points_to_it(demo, pool):
+    summary, data_dir = demo
+    path = data_dir / CREDENTIALS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert str(path) in summary and "curl" in summary
+    content = json.loads(path.read_text())
+    assert [p["code"] for p in content["partners"]] == DEMO_CODES
+    assert content["partners"][0]["client_secret"] in summary  # in the ready-to-paste curl
+    async with pool.acquire() as conn:
+        for partner in content["partners"]:
+            found = await verify_credentials(conn, partner["client_id"], partner["client_secret"])
+            assert found is not None
+            code = await conn.fetchval("SELECT code FROM partners WHERE id = $1", found[0])
+            assert code == partner["code"]
+    cards = [m["card_number"] for m in content["sample_members"]]
+    assert len(cards) >= 3
+    known = await pool.fetchval(
+        "SELECT count(*) FROM members WHERE card_number = ANY($1::text[])", cards
+    )
+    assert known == len(cards)
+
+
+async def test_a_second_call_writes_nothing_and_repeats_the_summary(demo, database_url, pool):
+    summary, data_dir = demo
+    path = data_dir / CREDENTIALS_FILE
+    file_before = path.read_bytes()
+    counts_before = [await pool.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES]
+
+    again = await seed_demo(database_url, data_dir=data_dir, members=MEMBERS)
+
+    assert [await pool.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES] == counts_before
+    assert path.read_bytes() == file_before
+    assert again.startswith("Already loaded")
+    assert again.split("\n", 1)[1] == summary.split("\n", 1)[1]
+
+
+async def test_a_second_call_without_the_file_says_where_to_get_credentials(
+    demo, database_url, pool, tmp_path
+):
+    again = await seed_demo(database_url, data_dir=tmp_path, members=MEMBERS)
+    assert "rotate-secret" in again
+    assert not (tmp_path / CREDENTIALS_FILE).exists()
+
+
+def test_the_cast_is_the_same_for_the_same_seed():
+    end = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+    def cast(seed: int) -> list[tuple[str, str, datetime]]:
+        people = draw_people(random.Random(seed), MEMBERS, end)
+        return [(p.display_name, p.email, p.joined_at) for p in people]
+
+    assert cast(7) == cast(7)
+    assert cast(7) != cast(8)
