@@ -198,9 +198,8 @@ def partner_create(
         "redemption_price_micros": redemption_price,
         "return_window_days": return_window_days,
     }
-    new = NewPartner(
-        code=code, name=name, kind=kind, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    terms: dict[str, int] = {k: v for k, v in overrides.items() if v is not None}
+    new = NewPartner(code, name, kind, **terms)  # type: ignore[arg-type]  # ints for int fields
     try:
         creds = ctx.run_db(
             lambda pool: transaction(

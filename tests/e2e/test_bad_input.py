@@ -181,7 +181,6 @@ async def shop(make_partner, make_member, http, pool, clock) -> Shop:
 # Amounts and points ---------------------------------------------------------
 
 
-
 def bad_numbers(maximum: int) -> list[Any]:
     return [
         pytest.param(-1, id="negative"),
