@@ -6,6 +6,10 @@ locked; (2) the domain plans the change in Python; (3) the answer is
 rendered; (4) one statement writes the plan, the answer and the key. A
 replay returns the stored answer before anything is validated, so a repeat
 gets the first answer even if the world has changed since.
+
+The earn of a member without debt is the one exception, and the hot path:
+it only adds points, so step (1) takes no lock and step (4) commits by
+itself; no explicit transaction is needed for a single statement.
 """
 
 from __future__ import annotations
