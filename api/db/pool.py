@@ -22,7 +22,10 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 TRANSACTION_ATTEMPTS_MAX = 5
-_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+RETRYABLE_ERRORS = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
 
 
 class KringConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
@@ -64,7 +67,7 @@ async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], A
         try:
             async with pool.acquire() as conn, conn.transaction():
                 return await work(conn)
-        except _RETRYABLE:
+        except RETRYABLE_ERRORS:
             if attempt == TRANSACTION_ATTEMPTS_MAX:
                 raise
             log.info("transaction retry %d after deadlock/serialization failure", attempt)

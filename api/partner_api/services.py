@@ -29,7 +29,7 @@ from api.clock import Clock
 from api.coalition.cards import is_valid_card_number
 from api.coalition.members import require_active_member
 from api.coalition.partners import TERMS_COLUMNS, require_active_partner, terms_from, terms_joins
-from api.db.pool import transaction
+from api.db.pool import RETRYABLE_ERRORS, transaction
 from api.errors import DomainError, NotFound
 from api.ledger import burn, earn, refund
 from api.ledger.accounts import (
@@ -229,16 +229,20 @@ async def earn_points(
                 return await _plan_and_apply_earn(conn, clock, request, body, terms, member)
             except _LostRace:
                 return await _replay_stored(pool, request)
+            except RETRYABLE_ERRORS:
+                # The statement rolled back whole; the locked path below retries.
+                pass
 
-    async def with_debt(conn: asyncpg.Connection) -> Answer:
-        # The earn repays debt, so the debt must be read under the member lock.
+    async def locked(conn: asyncpg.Connection) -> Answer:
+        # The earn repays debt, so the debt must be read under the member lock
+        # (or the unlocked attempt met a deadlock: the lock order prevents that here).
         terms, stored, member = await _card_context(conn, request, body.card_number, lock=True)
         if stored is not None:
             return replay(stored, request.request_sha256)
         member = _earning_member(terms, body, member)
         return await _plan_and_apply_earn(conn, clock, request, body, terms, member)
 
-    return await _run(pool, request, with_debt)
+    return await _run(pool, request, locked)
 
 
 def _earning_member(

@@ -78,3 +78,38 @@ async def test_same_key_for_concurrent_one_step_burns_burns_once(
     assert {r.status_code for r in responses} == {201}
     assert len({r.content for r in responses}) == 1
     assert await balances(pool, card) == {"available": 60, "pending": 0, "held": 0, "debt": 0}
+
+
+async def test_an_earn_that_meets_a_deadlock_is_retried_under_the_lock(
+    make_partner, make_member, client_for, pool, monkeypatch
+):
+    import asyncpg
+
+    from api.ledger import earn
+
+    real_apply = earn.apply_earn
+    calls: list[bool] = []
+
+    async def deadlock_once(conn, plan, claim):
+        calls.append(conn.is_in_transaction())
+        if len(calls) == 1:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return await real_apply(conn, plan, claim)
+
+    monkeypatch.setattr(earn, "apply_earn", deadlock_once)
+    creds = await make_partner()
+    card = await make_member()
+    async with client_for(creds) as client:
+        txn = await client.earn(card_number=card, amount_cents=3_000, currency="EUR")
+    assert calls == [
+        False,
+        True,
+    ]  # first unlocked and self-committing, then in the locked transaction
+    assert txn.points == 30
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM journal_entries WHERE transaction_id = $1", txn.id
+        )
+        == 1
+    )
+    assert (await balances(pool, card))["pending"] == 30
