@@ -1,6 +1,6 @@
 """Journal entries and postings: the one way points move.
 
-`Postings` is built in Python and refuses to exist unbalanced. `ENTRY_CTES`
+`Postings` is built in Python and refuses to be written unbalanced. `ENTRY_CTES`
 is the SQL fragment that writes an entry, its postings and the account
 balances in the same statement, with guards so that a member's available,
 pending and held balances never go below zero and debt never above zero. The
