@@ -87,7 +87,7 @@ def serve(ctx: Context, host: str, port: int, demo: bool, no_jobs: bool) -> None
 
     url = ctx.migrated_url()
     if demo:
-        _seed_demo(ctx, url)
+        _seed_demo(ctx, url, api_url=f"http://{host}:{port}/partner/v1")
     app = create_app(ctx.settings, url, run_jobs=not no_jobs)
     click.echo(f"Kring listening on http://{host}:{port}  (API docs: /schema)")
     # Uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with
@@ -142,10 +142,10 @@ def db_url(ctx: Context) -> None:
     click.echo(ctx.database.url)
 
 
-def _seed_demo(ctx: Context, url: str) -> None:
+def _seed_demo(ctx: Context, url: str, *, api_url: str | None = None) -> None:
     from api.demo import seed_demo
 
-    summary = asyncio.run(seed_demo(url, data_dir=ctx.settings.data_dir))
+    summary = asyncio.run(seed_demo(url, data_dir=ctx.settings.data_dir, api_url=api_url))
     click.echo(summary)
 
 

@@ -50,8 +50,12 @@ async def seed_demo(
     data_dir: Path | None = None,
     members: int = 300,
     seed: int = 7,
+    api_url: str | None = None,
 ) -> str:
-    """Create the demo coalition unless it exists; return the summary to print."""
+    """Create the demo coalition unless it exists; return the summary to print.
+
+    `api_url` (e.g. http://127.0.0.1:8123/partner/v1) goes into the printed
+    curl examples; the default is the default port."""
     path = credentials_path(data_dir) if data_dir is not None else None
     lock = await asyncpg.connect(database_url)
     try:
@@ -64,11 +68,19 @@ async def seed_demo(
             if exists:
                 credentials = read_credentials(path) if path is not None else None
                 return render_summary(
-                    await _stats(pool), created=False, path=path, credentials=credentials
+                    await _stats(pool),
+                    created=False,
+                    path=path,
+                    credentials=credentials,
+                    api_url=api_url,
                 )
             credentials = await _create(pool, path, members=members, seed=seed)
             return render_summary(
-                await _stats(pool), created=True, path=path, credentials=credentials
+                await _stats(pool),
+                created=True,
+                path=path,
+                credentials=credentials,
+                api_url=api_url,
             )
         finally:
             await pool.close()

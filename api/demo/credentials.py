@@ -93,7 +93,10 @@ def render_summary(
     created: bool,
     path: Path | None,
     credentials: DemoCredentials | None,
+    api_url: str | None = None,
 ) -> str:
+    """The summary to print; `api_url` is where the server answers (it may
+    differ from the URL recorded when the demo was created)."""
     total = sum(stats.transactions.values())
     kinds = ", ".join(f"{count:,} {kind}s" for kind, count in sorted(stats.transactions.items()))
     lines = [
@@ -145,6 +148,6 @@ def render_summary(
     lines += [
         "",
         f"Try it with `kring serve` running: a token for {first.name}, then an earn of EUR 42.50:",
-        _curl(credentials.api_url, first, card),
+        _curl(api_url or credentials.api_url, first, card),
     ]
     return "\n".join(lines)

@@ -171,6 +171,13 @@ async def test_a_second_call_writes_nothing_and_repeats_the_summary(demo, databa
     assert again.startswith("Already loaded")
     assert again.split("\n", 1)[1] == summary.split("\n", 1)[1]
 
+    # `serve --demo --port 8123` prints curl examples for the port it serves on.
+    elsewhere = await seed_demo(
+        database_url, data_dir=data_dir, api_url="http://127.0.0.1:8123/partner/v1"
+    )
+    assert "http://127.0.0.1:8123/partner/v1/token" in elsewhere
+    assert "http://127.0.0.1:8000" not in elsewhere
+
 
 async def test_a_second_call_without_the_file_says_where_to_get_credentials(
     demo, database_url, pool, tmp_path
