@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from api.coalition.banking import BankDetails, validate_bank_details
 from api.errors import DomainError
 from api.ledger.accounts import open_partner_accounts
 from api.ledger.terms import PartnerTerms
@@ -37,6 +38,14 @@ class NewPartner:
     issuance_price_micros: int = DEFAULT_ISSUANCE_PRICE_MICROS
     redemption_price_micros: int = DEFAULT_REDEMPTION_PRICE_MICROS
     return_window_days: int = DEFAULT_RETURN_WINDOW_DAYS
+    # Where payouts go; all optional at creation (see api.coalition.banking).
+    iban: str | None = None
+    bic: str | None = None
+    account_holder: str | None = None
+
+    def bank_details(self) -> BankDetails | None:
+        """The normalised bank details, None if none were given; raises if invalid."""
+        return validate_bank_details(self.iban, self.bic, self.account_holder)
 
     def validate(self) -> None:
         if not is_iso_currency(self.currency):
@@ -48,6 +57,7 @@ class NewPartner:
                 raise DomainError("price per point out of range", code="invalid_partner")
         if not 0 <= self.return_window_days <= 365:
             raise DomainError("return window must be 0 to 365 days", code="invalid_partner")
+        self.bank_details()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +76,13 @@ async def create_partner(
     conn: asyncpg.Connection, new: NewPartner, *, now: datetime
 ) -> Credentials:
     new.validate()
+    bank = new.bank_details()
     row = await conn.fetchrow(
         """
         INSERT INTO partners (code, name, kind, currency, earn_rate_millipoints_per_euro,
                               issuance_price_micros, redemption_price_micros,
-                              return_window_days, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                              return_window_days, created_at, iban, bic, account_holder)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         ON CONFLICT (code) DO NOTHING
         RETURNING id, public_id
         """,
@@ -84,6 +95,9 @@ async def create_partner(
         new.redemption_price_micros,
         new.return_window_days,
         now,
+        bank.iban if bank else None,
+        bank.bic if bank else None,
+        bank.account_holder if bank else None,
     )
     if row is None:
         raise DomainError(f"a partner with code {new.code!r} exists", code="partner_exists")
@@ -135,6 +149,29 @@ async def verify_credentials(
     if row is None or not hmac.compare_digest(row["secret_sha256"], hash_secret(client_secret)):
         return None
     return row["id"], row["public_id"]
+
+
+async def set_bank_details(
+    conn: asyncpg.Connection,
+    partner_id: int,
+    *,
+    iban: str,
+    bic: str | None = None,
+    account_holder: str | None = None,
+) -> BankDetails:
+    """Replace a partner's bank details; validated first, so a refusal writes nothing."""
+    bank = validate_bank_details(iban, bic, account_holder)
+    assert bank is not None  # an IBAN was given, so there are details or an error
+    updated = await conn.fetchval(
+        "UPDATE partners SET iban = $2, bic = $3, account_holder = $4 WHERE id = $1 RETURNING id",
+        partner_id,
+        bank.iban,
+        bank.bic,
+        bank.account_holder,
+    )
+    if updated is None:
+        raise DomainError("no such partner", code="partner_not_found", status=404)
+    return bank
 
 
 async def set_partner_status(conn: asyncpg.Connection, partner_id: int, status: str) -> None:

@@ -1,0 +1,1 @@
+"""Settlement: periods, statements and payouts. Plain Python and SQL, no web framework."""
