@@ -20,6 +20,7 @@ import asyncpg
 
 from api.ledger.burn import expire_holds
 from api.ledger.lots import BatchResult, expire_due, release_due
+from api.webhooks.delivery import run_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ async def expire_burn_authorizations(pool: asyncpg.Pool, now: datetime) -> None:
         log.info("voided %d burn authorizations past their deadline", voided)
 
 
+async def deliver_webhooks(pool: asyncpg.Pool, now: datetime) -> None:
+    """New events become deliveries; due deliveries are posted, signed."""
+    await run_webhooks(pool, now)
+
+
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a
 # rename needs the old name kept until queued jobs under it have drained.
 PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
@@ -54,6 +60,7 @@ PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
         "release_pending_points": release_pending_points,
         "expire_points": expire_points,
         "expire_burn_authorizations": expire_burn_authorizations,
+        "deliver_webhooks": deliver_webhooks,
     }
 )
 

@@ -8,11 +8,12 @@ back into the lots it came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from api.db.pool import transaction
 from api.db.sql import Query
@@ -31,6 +32,7 @@ from api.ledger.idempotency import Claim, claim_params, go_cte
 from api.ledger.lots import RESTORE_HOLD_CTES, TAKE_FIFO_CTES
 from api.ledger.terms import PartnerTerms
 from api.ledger.transactions import TransactionRow, load_transaction
+from api.webhooks.outbox import BURN_AUTHORIZATION_EXPIRED, OUTBOX_CTE, Event, event_params
 
 HOLD_MINUTES_MAX = 7 * 24 * 60
 EXPIRED_HOLDS_BATCH_MAX = 200
@@ -86,6 +88,7 @@ class FinishPlan:
     points_restored: int
     booked_at: datetime
     postings: Postings
+    event: Event | None = None  # announced in the same statement (webhook outbox)
 
     @property
     def row(self) -> TransactionRow:
@@ -241,7 +244,8 @@ finished AS (
     RETURNING id
 ),
 {RESTORE_HOLD_CTES},
-{ENTRY_CTES}
+{ENTRY_CTES},
+{OUTBOX_CTE}
 SELECT {ENTRY_RESULT},
        (SELECT count(*) FROM finished) AS finished,
        (SELECT coalesce(sum(points), 0) FROM restored) AS restored
@@ -260,6 +264,7 @@ async def apply_finish(conn: asyncpg.Connection, plan: FinishPlan, claim: Claim 
         *query.args(
             {
                 **claim_params(claim),
+                **event_params(plan.event, hold.partner_id),
                 "status": plan.status,
                 "points_captured": plan.points_captured,
                 "txn_id": hold.id,
@@ -318,5 +323,27 @@ async def _expire_one(conn: asyncpg.Connection, transaction_id: UUID, now: datet
         conn, hold.partner_id, "partner_points_redeemed", shard_for(hold.id.int)
     )
     plan = plan_finish(hold, member, redeemed_id, status="expired", capture_points=0, now=now)
-    await apply_finish(conn, plan, None)
+    await apply_finish(conn, replace(plan, event=_expired_event(hold, member, now)), None)
     return 1
+
+
+class _ExpiredPayload(msgspec.Struct, kw_only=True):
+    # A job has no API answer to reuse: a small payload naming the hold.
+    transaction_id: UUID
+    member_id: UUID
+    card_number: str
+    points: int
+    hold_expires_at: datetime | None
+    expired_at: datetime
+
+
+def _expired_event(hold: TransactionRow, member: MemberAccounts, now: datetime) -> Event:
+    payload = _ExpiredPayload(
+        transaction_id=hold.id,
+        member_id=member.public_id,
+        card_number=member.card_number,
+        points=hold.points,
+        hold_expires_at=hold.hold_expires_at,
+        expired_at=now,
+    )
+    return Event(BURN_AUTHORIZATION_EXPIRED, msgspec.json.encode(payload))

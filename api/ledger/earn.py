@@ -22,6 +22,7 @@ from api.ledger.idempotency import Claim, claim_params, go_cte
 from api.ledger.terms import POINTS_EXPIRE_AFTER_MONTHS, PartnerTerms
 from api.ledger.transactions import TransactionRow
 from api.money import earn_points
+from api.webhooks.outbox import OUTBOX_CTE, Event, event_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class EarnPlan:
     available_at: datetime
     expires_at: datetime
     postings: Postings
+    # What the write announces (webhook outbox), in the same statement; the
+    # caller adds it once the answer is rendered (`dataclasses.replace`).
+    event: Event | None = None
 
     @property
     def status(self) -> str:
@@ -141,7 +145,8 @@ lot AS (
     FROM txn
     WHERE :lot_points::bigint > 0
 ),
-{ENTRY_CTES}
+{ENTRY_CTES},
+{OUTBOX_CTE}
 SELECT {ENTRY_RESULT}
 """)
 
@@ -151,13 +156,15 @@ _WITHOUT_CLAIM = _statement(False)
 
 
 async def apply_earn(conn: asyncpg.Connection, plan: EarnPlan, claim: Claim | None) -> bool:
-    """Write the plan; False when the claim was already taken (nothing written)."""
+    """Write the plan (and its event, in the same statement); False when the
+    claim was already taken (nothing written)."""
     query = _WITHOUT_CLAIM if claim is None else _WITH_CLAIM
     row = await conn.fetchrow(
         query.text,
         *query.args(
             {
                 **claim_params(claim),
+                **event_params(plan.event, plan.partner_id),
                 "txn_id": plan.transaction_id,
                 "partner_id": plan.partner_id,
                 "member_id": plan.member_id,

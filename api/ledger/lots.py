@@ -20,6 +20,7 @@ from api.db.sql import Query
 from api.ledger.accounts import lock_members, programme_account
 from api.ledger.entries import ENTRY_CTES, ENTRY_RESULT, Postings, entry_params, require_moved
 from api.ledger.idempotency import go_cte
+from api.webhooks.outbox import HAS_ACTIVE_ENDPOINT, POINTS_RELEASED
 
 LOT_BATCH_MEMBERS_MAX = 500
 
@@ -92,7 +93,7 @@ async def _release_batch(conn: asyncpg.Connection, now: datetime) -> BatchResult
         return BatchResult(0, 0)
     await lock_members(conn, member_ids)
     rows = await conn.fetch(
-        """
+        f"""
         WITH released AS (
             UPDATE lots SET state = 'available'
             WHERE member_id = ANY($1::bigint[]) AND state = 'pending' AND available_at <= $2
@@ -101,6 +102,20 @@ async def _release_batch(conn: asyncpg.Connection, now: datetime) -> BatchResult
         txn AS (
             UPDATE transactions t SET status = 'available'
             FROM released r WHERE t.id = r.transaction_id AND t.status = 'pending'
+        ),
+        -- One event per released earn, in the batch's transaction (outbox).
+        announced AS (
+            INSERT INTO webhook_events (id, partner_id, type, payload, created_at)
+            SELECT gen_random_uuid(), t.partner_id, '{POINTS_RELEASED}',
+                   jsonb_build_object('transaction_id', t.id, 'member_id', m.public_id,
+                                      'card_number', m.card_number,
+                                      'points', r.points_remaining, 'released_at', $2::timestamptz),
+                   $2
+            FROM released r
+            JOIN transactions t ON t.id = r.transaction_id AND t.kind = 'earn'
+            JOIN members m ON m.id = r.member_id
+            WHERE r.points_remaining > 0
+              AND {HAS_ACTIVE_ENDPOINT.format(partner="t.partner_id")}
         )
         SELECT s.member_id, s.points, s.lots, p.id AS pending_id, a.id AS available_id
         FROM (SELECT member_id, sum(points_remaining)::bigint AS points, count(*) AS lots

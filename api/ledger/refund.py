@@ -29,6 +29,7 @@ from api.ledger.entries import (
 from api.ledger.idempotency import Claim, claim_params, go_cte
 from api.ledger.lots import TAKE_FIFO_CTES
 from api.ledger.transactions import TransactionRow, load_transaction
+from api.webhooks.outbox import OUTBOX_CTE, Event, event_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class RefundPlan:
     receipt_ref: str | None
     booked_at: datetime
     postings: Postings
+    event: Event | None = None  # announced in the same statement (webhook outbox)
 
     @property
     def row(self) -> TransactionRow:
@@ -169,7 +171,8 @@ own_lot AS (
     RETURNING :from_lot::bigint AS points
 ),
 {TAKE_FIFO_CTES},
-{ENTRY_CTES}
+{ENTRY_CTES},
+{OUTBOX_CTE}
 SELECT {ENTRY_RESULT},
        (SELECT count(*) FROM original) AS original_updated,
        (SELECT coalesce(sum(points), 0) FROM own_lot) + (SELECT coalesce(sum(points), 0) FROM consumed)
@@ -188,6 +191,7 @@ async def apply_refund(conn: asyncpg.Connection, plan: RefundPlan, claim: Claim 
         *query.args(
             {
                 **claim_params(claim),
+                **event_params(plan.event, earn.partner_id),
                 "refund_id": plan.refund_id,
                 "partner_id": earn.partner_id,
                 "member_id": earn.member_id,

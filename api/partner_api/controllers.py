@@ -38,10 +38,10 @@ async def current_partner(request: Request[Any, Any, Any]) -> PartnerPrincipal:
 Partner = NamedDependency[PartnerPrincipal]
 
 
-def _respond(answer: Answer) -> Response[schemas.TransactionOut]:
+def _respond(answer: Answer) -> Response[Any]:
     headers = {REPLAY_HEADER: "true"} if answer.replayed else {}
     return Response(
-        content=answer.body,  # type: ignore[arg-type]  # pre-encoded JSON, stored with its key
+        content=answer.body,  # pre-encoded JSON, stored with its key
         status_code=answer.status,
         media_type="application/json",
         headers=headers,
@@ -291,3 +291,105 @@ class PartnerController(Controller):
         return await services.list_transactions(
             runtime(request.app.state).db, partner.partner_id, limit=limit, cursor=cursor, kind=kind
         )
+
+
+class WebhookController(Controller):
+    """Webhook endpoints and their delivery log. Deliveries are signed with
+    `Kring-Signature` (see `partners.webhooks.verify_signature`)."""
+
+    path = "/partner/v1/webhooks"
+    tags = ["Partner API: webhooks"]
+    dependencies = {"partner": Provide(current_partner)}
+    security = [{"bearer": []}]
+
+    @post(
+        "/endpoints",
+        summary="Register a webhook endpoint; the answer shows its secret once",
+        status_code=201,
+    )
+    async def create_endpoint(
+        self,
+        request: Request[Any, Any, Any],
+        partner: Partner,
+        data: JSONBody[schemas.WebhookEndpointCreate],
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.WebhookEndpointCreated]:
+        rt = runtime(request.app.state)
+        call, body = await _request(
+            partner, idempotency_key, request, schemas.WebhookEndpointCreate
+        )
+        answer = await services.create_webhook_endpoint(
+            rt.db, rt.clock, rt.settings.mode, call, body
+        )
+        return _respond(answer)
+
+    @get("/endpoints", summary="List your webhook endpoints, newest first")
+    async def list_endpoints(
+        self, request: Request[Any, Any, Any], partner: Partner
+    ) -> schemas.WebhookEndpointList:
+        return await services.list_webhook_endpoints(
+            runtime(request.app.state).db, partner.partner_id
+        )
+
+    @post(
+        "/endpoints/{endpoint_id:uuid}/rotate-secret",
+        summary="New signing secret; the old one also signs for 24 hours",
+        status_code=200,
+    )
+    async def rotate_secret(
+        self,
+        request: Request[Any, Any, Any],
+        partner: Partner,
+        endpoint_id: FromPath[UUID],
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.WebhookSecretOut]:
+        rt = runtime(request.app.state)
+        call = await _no_body_request(partner, idempotency_key, request)
+        return _respond(await services.rotate_webhook_secret(rt.db, rt.clock, call, endpoint_id))
+
+    @post(
+        "/endpoints/{endpoint_id:uuid}/disable",
+        summary="Stop deliveries to an endpoint; pending ones are abandoned",
+        status_code=200,
+    )
+    async def disable_endpoint(
+        self,
+        request: Request[Any, Any, Any],
+        partner: Partner,
+        endpoint_id: FromPath[UUID],
+        idempotency_key: KeyHeader = None,
+    ) -> Response[schemas.WebhookEndpointOut]:
+        rt = runtime(request.app.state)
+        call = await _no_body_request(partner, idempotency_key, request)
+        return _respond(await services.disable_webhook_endpoint(rt.db, rt.clock, call, endpoint_id))
+
+    @get(
+        "/endpoints/{endpoint_id:uuid}/deliveries",
+        summary="The delivery log of an endpoint: deliveries with their attempts, newest first",
+    )
+    async def list_deliveries(
+        self,
+        request: Request[Any, Any, Any],
+        partner: Partner,
+        endpoint_id: FromPath[UUID],
+        limit: Annotated[int, QueryParameter(ge=1, le=schemas.PAGE_SIZE_MAX)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    ) -> schemas.WebhookDeliveryPage:
+        return await services.list_webhook_deliveries(
+            runtime(request.app.state).db,
+            partner.partner_id,
+            endpoint_id,
+            limit=limit,
+            cursor=cursor,
+        )
+
+
+async def _no_body_request(
+    partner: PartnerPrincipal, key: str | None, request: Request[Any, Any, Any]
+) -> services.Request:
+    # No body and `{}` are the same request (the same fingerprint).
+    if not await request.body():
+        body = schemas.NoBody()
+        return services.Request.of(partner, require_key(key), request.url.path, body)
+    call, _ = await _request(partner, key, request, schemas.NoBody)
+    return call

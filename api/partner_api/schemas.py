@@ -116,3 +116,65 @@ class TransactionOut(msgspec.Struct, kw_only=True):
 class TransactionPage(msgspec.Struct, kw_only=True):
     items: list[TransactionOut]
     next_cursor: str | None
+
+
+# Webhooks ------------------------------------------------------------------
+
+# Longer than the 2000 the service allows, so that a long URL gets its own
+# problem code (webhook_url_too_long) instead of a generic schema error.
+WebhookUrl = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=NO_NUL)]
+
+
+class WebhookEndpointCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    url: WebhookUrl
+
+
+class WebhookEndpointOut(msgspec.Struct, kw_only=True):
+    id: UUID
+    url: str
+    created_at: datetime
+    disabled_at: datetime | None
+    # Until then deliveries carry a second signature made with the old secret.
+    previous_secret_valid_until: datetime | None
+
+
+class WebhookEndpointCreated(WebhookEndpointOut, kw_only=True):
+    secret: str  # shown once; deliveries are signed with it
+
+
+class WebhookEndpointList(msgspec.Struct, kw_only=True):
+    items: list[WebhookEndpointOut]
+
+
+class WebhookSecretOut(msgspec.Struct, kw_only=True):
+    endpoint_id: UUID
+    secret: str
+    previous_secret_valid_until: datetime
+
+
+class WebhookAttemptOut(msgspec.Struct, kw_only=True):
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class WebhookDeliveryOut(msgspec.Struct, kw_only=True):
+    id: int
+    event_id: UUID
+    event_type: str
+    event_created_at: datetime
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+    attempt_log: list[WebhookAttemptOut]
+
+
+class WebhookDeliveryPage(msgspec.Struct, kw_only=True):
+    items: list[WebhookDeliveryOut]
+    next_cursor: str | None
+
+
+class NoBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """For POSTs that take no fields: no body, or `{}`."""

@@ -47,6 +47,10 @@ from api.money import is_iso_currency
 from api.partner_api import schemas
 from api.partner_api.auth import PartnerPrincipal
 from api.partner_api.idempotency import Answer, fingerprint, replay
+from api.settings import Mode
+from api.webhooks import endpoints as webhook_endpoints
+from api.webhooks.outbox import POINTS_BURNED, POINTS_EARNED, POINTS_REFUNDED, Event
+from api.webhooks.urls import validate_webhook_url
 
 OCCURRED_AT_FUTURE_SKEW = timedelta(minutes=5)
 OCCURRED_AT_PAST_MAX = timedelta(days=30)
@@ -273,6 +277,8 @@ async def _plan_and_apply_earn(
         now=now,
     )
     claim = _claim(request, 201, plan.row, member, now)
+    # The webhook carries the answer's own bytes: what the till saw is what is announced.
+    plan = dataclasses.replace(plan, event=Event(POINTS_EARNED, claim.response_body))
     if not await earn.apply_earn(conn, plan, claim):
         raise _LostRace
     return Answer(201, claim.response_body)
@@ -324,6 +330,7 @@ async def authorize_burn(
         )
         claim = _claim(request, 201, finish.row, member, now)
         await burn.apply_authorize(conn, plan, None)
+        finish = dataclasses.replace(finish, event=Event(POINTS_BURNED, claim.response_body))
         if not await burn.apply_finish(conn, finish, claim):
             raise _LostRace
         return Answer(201, claim.response_body)
@@ -390,6 +397,8 @@ async def finish_burn(
             now=now,
         )
         claim = _claim(request, 200, plan.row, member, now)
+        if status == "captured":
+            plan = dataclasses.replace(plan, event=Event(POINTS_BURNED, claim.response_body))
         if not await burn.apply_finish(conn, plan, claim):
             raise _LostRace
         return Answer(200, claim.response_body)
@@ -426,6 +435,7 @@ async def refund_earn(
             now=now,
         )
         claim = _claim(request, 201, plan.row, member, now)
+        plan = dataclasses.replace(plan, event=Event(POINTS_REFUNDED, claim.response_body))
         if not await refund.apply_refund(conn, plan, claim):
             raise _LostRace
         return Answer(201, claim.response_body)
@@ -538,3 +548,156 @@ async def list_transactions(
         last = records[limit - 1]
         next_cursor = encode_cursor(last["created_at"], last["id"])
     return schemas.TransactionPage(items=items, next_cursor=next_cursor)
+
+
+# Webhooks ------------------------------------------------------------------
+# Same shape as the ledger writes: replay a stored answer first, then plan,
+# render the answer, and write it with the idempotency claim in one statement.
+
+
+def _endpoint_out(endpoint: webhook_endpoints.Endpoint) -> schemas.WebhookEndpointOut:
+    return schemas.WebhookEndpointOut(
+        id=endpoint.id,
+        url=endpoint.url,
+        created_at=endpoint.created_at,
+        disabled_at=endpoint.disabled_at,
+        previous_secret_valid_until=endpoint.previous_secret_expires_at,
+    )
+
+
+def _webhook_claim(request: Request, status: int, body: bytes, now: datetime) -> Claim:
+    return Claim(request.partner.partner_id, request.key, request.request_sha256, status, body, now)
+
+
+async def create_webhook_endpoint(
+    pool: asyncpg.Pool,
+    clock: Clock,
+    mode: Mode,
+    request: Request,
+    body: schemas.WebhookEndpointCreate,
+) -> Answer:
+    partner_id = request.partner.partner_id
+
+    async def work(conn: asyncpg.Connection) -> Answer:
+        stored = await stored_answer(conn, partner_id, request.key)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        await webhook_endpoints.lock_partner(conn, partner_id)
+        url = validate_webhook_url(body.url, mode)
+        await webhook_endpoints.require_room(conn, partner_id)
+        now = clock.now()
+        endpoint = webhook_endpoints.new_endpoint(partner_id, url, now)
+        secret = webhook_endpoints.new_secret()
+        out = _endpoint_out(endpoint)
+        answer = _encode(
+            schemas.WebhookEndpointCreated(**msgspec.structs.asdict(out), secret=secret)
+        )
+        claim = _webhook_claim(request, 201, answer, now)
+        if not await webhook_endpoints.insert_endpoint(conn, endpoint, secret, claim):
+            raise _LostRace
+        return Answer(201, answer)
+
+    return await _run(pool, request, work)
+
+
+async def rotate_webhook_secret(
+    pool: asyncpg.Pool, clock: Clock, request: Request, endpoint_id: UUID
+) -> Answer:
+    partner_id = request.partner.partner_id
+
+    async def work(conn: asyncpg.Connection) -> Answer:
+        stored = await stored_answer(conn, partner_id, request.key)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        await webhook_endpoints.lock_partner(conn, partner_id)
+        endpoint = await webhook_endpoints.locked_endpoint(conn, partner_id, endpoint_id)
+        webhook_endpoints.require_enabled(endpoint)
+        now = clock.now()
+        secret = webhook_endpoints.new_secret()
+        valid_until = now + webhook_endpoints.PREVIOUS_SECRET_VALID
+        answer = _encode(
+            schemas.WebhookSecretOut(
+                endpoint_id=endpoint.id, secret=secret, previous_secret_valid_until=valid_until
+            )
+        )
+        claim = _webhook_claim(request, 200, answer, now)
+        if not await webhook_endpoints.rotate_secret(conn, endpoint, secret, valid_until, claim):
+            raise _LostRace
+        return Answer(200, answer)
+
+    return await _run(pool, request, work)
+
+
+async def disable_webhook_endpoint(
+    pool: asyncpg.Pool, clock: Clock, request: Request, endpoint_id: UUID
+) -> Answer:
+    partner_id = request.partner.partner_id
+
+    async def work(conn: asyncpg.Connection) -> Answer:
+        stored = await stored_answer(conn, partner_id, request.key)
+        if stored is not None:
+            return replay(stored, request.request_sha256)
+        await webhook_endpoints.lock_partner(conn, partner_id)
+        endpoint = await webhook_endpoints.locked_endpoint(conn, partner_id, endpoint_id)
+        now = clock.now()
+        # Disabling twice is not an error: the answer shows when it was disabled.
+        disabled = dataclasses.replace(endpoint, disabled_at=endpoint.disabled_at or now)
+        answer = _encode(_endpoint_out(disabled))
+        claim = _webhook_claim(request, 200, answer, now)
+        if not await webhook_endpoints.disable(conn, endpoint, now, claim):
+            raise _LostRace
+        return Answer(200, answer)
+
+    return await _run(pool, request, work)
+
+
+async def list_webhook_endpoints(
+    pool: asyncpg.Pool, partner_id: int
+) -> schemas.WebhookEndpointList:
+    await require_active(pool, partner_id)
+    found = await webhook_endpoints.list_endpoints(pool, partner_id)
+    return schemas.WebhookEndpointList(items=[_endpoint_out(e) for e in found])
+
+
+def _delivery_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    # Delivery ids are bigints; 18 digits keep the value inside one.
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
+        raise DomainError(
+            "the cursor is not one this API gave out", code="invalid_cursor", status=400
+        )
+    return int(cursor)
+
+
+async def list_webhook_deliveries(
+    pool: asyncpg.Pool, partner_id: int, endpoint_id: UUID, *, limit: int, cursor: str | None
+) -> schemas.WebhookDeliveryPage:
+    await require_active(pool, partner_id)
+    deliveries, more = await webhook_endpoints.list_deliveries(
+        pool, partner_id, endpoint_id, limit=limit, before_id=_delivery_cursor(cursor)
+    )
+    items = [
+        schemas.WebhookDeliveryOut(
+            id=d.id,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            event_created_at=d.event_created_at,
+            status=d.status,  # type: ignore[arg-type]  # the table's CHECK limits status to the Literal
+            attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at,
+            delivered_at=d.delivered_at,
+            attempt_log=[
+                schemas.WebhookAttemptOut(
+                    attempted_at=a.attempted_at,
+                    status_code=a.status_code,
+                    error=a.error,
+                    duration_ms=a.duration_ms,
+                )
+                for a in d.attempt_log
+            ],
+        )
+        for d in deliveries
+    ]
+    next_cursor = str(deliveries[-1].id) if more and deliveries else None
+    return schemas.WebhookDeliveryPage(items=items, next_cursor=next_cursor)
