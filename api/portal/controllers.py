@@ -1,0 +1,412 @@
+"""HTTP handlers of /portal: read the form, call one service function, render.
+
+No business rules here: earning and burning go through the partner API's own
+service functions (same idempotency, same ledger), staff through `staff`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import FormMultiDict
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery
+from litestar.response import Redirect
+
+from api.coalition.partners import rotate_credentials
+from api.db.pool import transaction
+from api.errors import DomainError
+from api.partner_api import schemas, services
+from api.partner_api.auth import PartnerPrincipal
+from api.partner_api.idempotency import Answer
+from api.portal import session as sessions
+from api.portal.credentials import active_clients
+from api.portal.forms import format_cents, normalize_card, parse_euros, parse_points
+from api.portal.pages import is_htmx, page
+from api.portal.staff import Staff, authenticate, find_active_staff
+from api.web.state import Runtime, runtime
+
+PORTAL = "/portal"
+SIGN_IN = f"{PORTAL}/sign-in"
+TILL = f"{PORTAL}/till"
+TRANSACTIONS_PAGE_SIZE = 25
+PORTAL_CURRENCY = "EUR"  # the till takes euros; the service refuses a partner in another currency
+# Keys the till's forms carry; the prefix keeps them apart from a partner's own POS keys.
+_KEY = re.compile(r"^portal-[0-9a-f]{32}$")
+
+
+class SignInRequired(Exception):
+    """No valid session: send the browser to the sign-in page."""
+
+
+class FormExpired(Exception):
+    """The form's CSRF token does not match the session's."""
+
+
+class ManagersOnly(Exception):
+    """A cashier asked for a page that only the partner's managers may use."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaffSession:
+    staff: Staff
+    csrf_token: str
+
+    @property
+    def principal(self) -> PartnerPrincipal:
+        return PartnerPrincipal(self.staff.partner_id, self.staff.partner_public_id)
+
+
+SignedIn = NamedDependency[StaffSession]
+
+
+def _secret(rt: Runtime) -> str:
+    return rt.settings.jwt_secret or ""
+
+
+async def signed_in(request: Request[Any, Any, Any]) -> StaffSession:
+    rt = runtime(request.app.state)
+    found = sessions.read_session(
+        request.cookies.get(sessions.SESSION_COOKIE), secret=_secret(rt), now=rt.clock.now()
+    )
+    if found is None:
+        raise SignInRequired
+    staff = await find_active_staff(rt.db, found.staff_id)
+    if staff is None:
+        raise SignInRequired
+    return StaffSession(staff, found.csrf_token)
+
+
+def _sign_in_required(request: Request[Any, Any, Any], _: SignInRequired) -> Response[str]:
+    if is_htmx(request):  # htmx would swap a redirect's page into the fragment
+        return Response("", status_code=200, headers={"HX-Redirect": SIGN_IN})
+    return Redirect(SIGN_IN, status_code=303)
+
+
+def _form_expired(request: Request[Any, Any, Any], _: FormExpired) -> Response[str]:
+    return page(
+        request,
+        "portal/message.html",
+        {
+            "title": "This form has expired",
+            "message": "Reload the page and send the form again.",
+            "signed_in": None,
+        },
+        status=403,
+    )
+
+
+def _managers_only(request: Request[Any, Any, Any], _: ManagersOnly) -> Response[str]:
+    return page(
+        request,
+        "portal/message.html",
+        {
+            "title": "Managers only",
+            "message": "Ask a manager of your shop to do this.",
+            "signed_in": None,
+        },
+        status=403,
+    )
+
+
+def _require_manager(who: StaffSession) -> None:
+    if who.staff.role != "manager":
+        raise ManagersOnly
+
+
+def _require_csrf(form: FormMultiDict, expected: str) -> None:
+    if not sessions.csrf_matches(expected, _text(form, sessions.CSRF_FIELD)):
+        raise FormExpired
+
+
+def _text(form: FormMultiDict, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _new_key() -> str:
+    return f"portal-{uuid.uuid4().hex}"
+
+
+def _base(who: StaffSession, nav: str) -> dict[str, Any]:
+    return {"signed_in": who.staff, "csrf_token": who.csrf_token, "nav": nav}
+
+
+# Sign in and out ------------------------------------------------------------
+
+
+def _sign_in_page(
+    request: Request[Any, Any, Any], token: str, *, email: str = "", error: str | None = None
+) -> Response[str]:
+    response = page(
+        request,
+        "portal/sign_in.html",
+        {"signed_in": None, "csrf_token": token, "email": email, "error": error},
+        status=200 if error is None else 401,
+    )
+    response.set_cookie(
+        sessions.SIGN_IN_CSRF_COOKIE,
+        token,
+        max_age=int(sessions.SIGN_IN_CSRF_TTL.total_seconds()),
+        path=PORTAL,
+        secure=sessions.cookie_secure(request.url.hostname),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@get("/", include_in_schema=False)
+async def portal_home() -> Redirect:
+    return Redirect(TILL, status_code=303)
+
+
+@get("/sign-in", include_in_schema=False)
+async def sign_in_form(request: Request[Any, Any, Any]) -> Response[str]:
+    return _sign_in_page(request, sessions.new_csrf_token())
+
+
+@post("/sign-in", include_in_schema=False)
+async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
+    rt = runtime(request.app.state)
+    form = await request.form()
+    email = _text(form, "email")[:300]
+    cookie_token = request.cookies.get(sessions.SIGN_IN_CSRF_COOKIE)
+    if not sessions.csrf_matches(cookie_token, _text(form, sessions.CSRF_FIELD)):
+        return _sign_in_page(
+            request,
+            sessions.new_csrf_token(),
+            email=email,
+            error="The page had expired: try again.",
+        )
+    async with rt.db.acquire() as conn:
+        staff = await authenticate(conn, email, _text(form, "password"))
+    if staff is None:
+        return _sign_in_page(
+            request, cookie_token or "", email=email, error="Wrong email or password."
+        )
+    response: Response[str] = Redirect(TILL, status_code=303)
+    response.set_cookie(
+        sessions.SESSION_COOKIE,
+        sessions.issue_session(staff.id, secret=_secret(rt), now=rt.clock.now()),
+        max_age=int(sessions.SESSION_TTL.total_seconds()),
+        path=PORTAL,
+        secure=sessions.cookie_secure(request.url.hostname),
+        httponly=True,
+        samesite="lax",
+    )
+    response.delete_cookie(sessions.SIGN_IN_CSRF_COOKIE, path=PORTAL)
+    return response
+
+
+@post("/sign-out", include_in_schema=False)
+async def sign_out(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
+    _require_csrf(await request.form(), who.csrf_token)
+    response: Response[str] = Redirect(SIGN_IN, status_code=303)
+    response.delete_cookie(sessions.SESSION_COOKIE, path=PORTAL)
+    return response
+
+
+# The till ------------------------------------------------------------------
+
+
+async def _member_panel(
+    rt: Runtime,
+    who: StaffSession,
+    card: str,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    earn_key: str | None = None,
+    burn_key: str | None = None,
+    amount: str = "",
+    points: str = "",
+) -> dict[str, Any]:
+    member: schemas.MemberOut | None = None
+    if card:
+        try:
+            member = await services.identify(rt.db, who.staff.partner_id, card)
+        except DomainError as exc:
+            error = error or exc.detail
+    return {
+        **_base(who, "till"),
+        "card": card,
+        "member": member,
+        "notice": notice,
+        "error": error,
+        # A fresh key per rendered form: sending the same form twice earns once.
+        "earn_key": earn_key or _new_key(),
+        "burn_key": burn_key or _new_key(),
+        "amount": amount,
+        "points": points,
+    }
+
+
+@get("/till", include_in_schema=False)
+async def till(
+    request: Request[Any, Any, Any], who: SignedIn, card: FromQuery[str] = ""
+) -> Response[str]:
+    rt = runtime(request.app.state)
+    context = await _member_panel(rt, who, normalize_card(card))
+    return page(request, "portal/till.html", context, fragment="member_panel")
+
+
+def _key(form: FormMultiDict) -> str:
+    key = _text(form, "idempotency_key")
+    if not _KEY.match(key):
+        raise FormExpired  # only a tampered or stale form has no key of ours
+    return key
+
+
+def _outcome(answer: Answer) -> schemas.TransactionOut:
+    return msgspec.json.decode(answer.body, type=schemas.TransactionOut)
+
+
+def _invalid(exc: msgspec.ValidationError) -> DomainError:
+    return DomainError(f"not accepted: {exc}", code="invalid_request")
+
+
+@post("/till/earn", include_in_schema=False)
+async def till_earn(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
+    rt = runtime(request.app.state)
+    form = await request.form()
+    _require_csrf(form, who.csrf_token)
+    card, key, amount = (
+        normalize_card(_text(form, "card_number")),
+        _key(form),
+        _text(form, "amount"),
+    )
+    try:
+        fields = {"card_number": card, "amount_cents": parse_euros(amount)}
+        body = msgspec.convert({**fields, "currency": PORTAL_CURRENCY}, schemas.EarnRequest)
+        call = services.Request.of(who.principal, key, request.url.path, body)
+        answer = await services.earn_points(rt.db, rt.clock, call, body)
+    except msgspec.ValidationError as exc:
+        context = await _member_panel(rt, who, card, error=_invalid(exc).detail, earn_key=key)
+        return page(request, "portal/till.html", context, fragment="member_panel", status=422)
+    except DomainError as exc:
+        context = await _member_panel(rt, who, card, error=exc.detail, earn_key=key, amount=amount)
+        return page(
+            request, "portal/till.html", context, fragment="member_panel", status=exc.status
+        )
+    done = _outcome(answer)
+    notice = f"{done.points} points earned for {format_cents(done.amount_cents or 0)}"
+    if done.available_at is not None:
+        notice += f", available from {done.available_at:%d %b %Y}"
+    if answer.replayed:
+        notice = "Already recorded (the form was sent twice): " + notice
+    context = await _member_panel(rt, who, card, notice=notice + ".")
+    return page(request, "portal/till.html", context, fragment="member_panel", status=201)
+
+
+@post("/till/burn", include_in_schema=False)
+async def till_burn(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
+    rt = runtime(request.app.state)
+    form = await request.form()
+    _require_csrf(form, who.csrf_token)
+    card, key, points = (
+        normalize_card(_text(form, "card_number")),
+        _key(form),
+        _text(form, "points"),
+    )
+    try:
+        fields = {"card_number": card, "points": parse_points(points)}
+        body = msgspec.convert(fields, schemas.BurnRequest)
+        call = services.Request.of(who.principal, key, request.url.path, body)
+        answer = await services.authorize_burn(
+            rt.db,
+            rt.clock,
+            call,
+            body,
+            hold_minutes_default=rt.settings.hold_minutes_default,
+            capture=True,
+        )
+    except msgspec.ValidationError as exc:
+        context = await _member_panel(rt, who, card, error=_invalid(exc).detail, burn_key=key)
+        return page(request, "portal/till.html", context, fragment="member_panel", status=422)
+    except DomainError as exc:
+        context = await _member_panel(rt, who, card, error=exc.detail, burn_key=key, points=points)
+        return page(
+            request, "portal/till.html", context, fragment="member_panel", status=exc.status
+        )
+    done = _outcome(answer)
+    notice = f"{done.points_captured} points redeemed."
+    if answer.replayed:
+        notice = "Already recorded (the form was sent twice): " + notice
+    context = await _member_panel(rt, who, card, notice=notice)
+    return page(request, "portal/till.html", context, fragment="member_panel", status=201)
+
+
+# Transactions --------------------------------------------------------------
+
+
+@get("/transactions", include_in_schema=False)
+async def transactions(
+    request: Request[Any, Any, Any], who: SignedIn, cursor: FromQuery[str | None] = None
+) -> Response[str]:
+    rt = runtime(request.app.state)
+    try:
+        found = await services.list_transactions(
+            rt.db, who.staff.partner_id, limit=TRANSACTIONS_PAGE_SIZE, cursor=cursor, kind=None
+        )
+    except DomainError as exc:
+        context = {**_base(who, "transactions"), "title": "Transactions", "message": exc.detail}
+        return page(request, "portal/message.html", context, status=exc.status)
+    context = {**_base(who, "transactions"), "page": found}
+    return page(request, "portal/transactions.html", context, fragment="rows")
+
+
+# API credentials (managers) -----------------------------------------------
+
+
+@get("/credentials", include_in_schema=False)
+async def credentials(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
+    _require_manager(who)
+    rt = runtime(request.app.state)
+    clients = await active_clients(rt.db, who.staff.partner_id)
+    context = {**_base(who, "credentials"), "clients": clients, "issued": None}
+    return page(request, "portal/credentials.html", context)
+
+
+@post("/credentials/rotate", include_in_schema=False)
+async def rotate(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
+    _require_manager(who)
+    _require_csrf(await request.form(), who.csrf_token)
+    rt = runtime(request.app.state)
+    issued = await transaction(
+        rt.db,
+        lambda conn: rotate_credentials(conn, who.staff.partner_id, now=rt.clock.now()),
+    )
+    clients = await active_clients(rt.db, who.staff.partner_id)
+    context = {**_base(who, "credentials"), "clients": clients, "issued": issued}
+    # The page shows the new secret once; no-store (set by `page`) keeps it out of caches.
+    return page(request, "portal/credentials.html", context, status=201)
+
+
+portal_router = Router(
+    path=PORTAL,
+    route_handlers=[
+        portal_home,
+        sign_in_form,
+        sign_in,
+        sign_out,
+        till,
+        till_earn,
+        till_burn,
+        transactions,
+        credentials,
+        rotate,
+    ],
+    dependencies={"who": Provide(signed_in)},
+    exception_handlers={
+        SignInRequired: _sign_in_required,
+        FormExpired: _form_expired,
+        ManagersOnly: _managers_only,
+    },
+    include_in_schema=False,
+)

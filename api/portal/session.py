@@ -1,0 +1,86 @@
+"""The portal's session cookie and CSRF tokens.
+
+The session is a JWT (HS256, `settings.jwt_secret`, audience `kring:portal`)
+in an HttpOnly, SameSite=Lax cookie, Secure unless the host is loopback. It
+carries the staff id and a random per-session CSRF token; every form post
+sends that token in a hidden field and is refused unless it matches the
+session's (SameSite=Lax alone leaves same-site subdomains able to post).
+Before sign-in there is no session, so the sign-in form uses a double-submit
+token: a random value in a short-lived Strict cookie and in the form.
+
+Sessions are stateless: signing out deletes the cookie, and every request
+re-reads the staff row, so a disabled account stops working at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+ALGORITHM = "HS256"
+AUDIENCE = "kring:portal"
+ISSUER = "kring"
+SESSION_COOKIE = "kring_portal"
+SIGN_IN_CSRF_COOKIE = "kring_portal_csrf"
+SESSION_TTL = timedelta(hours=8)
+SIGN_IN_CSRF_TTL = timedelta(hours=1)
+CSRF_FIELD = "csrf_token"
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSession:
+    staff_id: int
+    csrf_token: str
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def issue_session(staff_id: int, *, secret: str, now: datetime) -> str:
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": str(staff_id),
+        "csrf": new_csrf_token(),
+        "iat": int(now.timestamp()),
+        "exp": int((now + SESSION_TTL).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def read_session(token: str | None, *, secret: str, now: datetime) -> PortalSession | None:
+    """The session in the cookie, or None if there is none or it is not valid now."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            # Expiry is checked against Kring's clock below, so tests can move time.
+            options={"require": ["exp", "iat", "sub", "csrf"], "verify_exp": False},
+        )
+        expires, csrf, staff_id = int(claims["exp"]), str(claims["csrf"]), int(claims["sub"])
+    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
+        return None
+    if expires <= now.timestamp():
+        return None
+    return PortalSession(staff_id=staff_id, csrf_token=csrf)
+
+
+def csrf_matches(expected: str | None, sent: str | None) -> bool:
+    if not expected or not sent:
+        return False
+    return hmac.compare_digest(expected.encode(), sent.encode())
+
+
+def cookie_secure(host: str | None) -> bool:
+    return (host or "") not in _LOOPBACK_HOSTS
