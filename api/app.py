@@ -16,7 +16,8 @@ from litestar.static_files import create_static_files_router
 
 from api.clock import Clock
 from api.db.pool import create_pool
-from api.partner_api.controllers import PartnerController, TokenController
+from api.partner_api.controllers import PartnerController, TokenController, WebhookController
+from api.portal.controllers import portal_router
 from api.settings import Settings
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.state import Runtime, runtime
@@ -69,6 +70,8 @@ def create_app(
             health,
             TokenController,
             PartnerController,
+            portal_router,
+            WebhookController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),
@@ -81,7 +84,14 @@ def create_app(
             version="1.0.0",
             description="Kring's partner API: identify members, earn and burn points, refunds.",
             path="/schema",
-            render_plugins=[RedocRenderPlugin(js_url=REDOC_JS, google_fonts=False)],
+            render_plugins=[
+                RedocRenderPlugin(
+                    js_url=REDOC_JS,
+                    google_fonts=False,
+                    # Litestar's default favicon is fetched from a CDN; no request at all instead.
+                    favicon="<link rel='icon' href='data:,'>",
+                )
+            ],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

@@ -1,4 +1,4 @@
-"""The `kring` command: serve, worker, db, demo, partner, member, ledger."""
+"""The `kring` command: serve, worker, db, demo, partner, member, staff, ledger."""
 
 from __future__ import annotations
 
@@ -175,6 +175,9 @@ def partner() -> None:
 @click.option("--issuance-price", type=int, default=None, help="Micro-euros per point issued.")
 @click.option("--redemption-price", type=int, default=None, help="Micro-euros per point burned.")
 @click.option("--return-window-days", type=int, default=None)
+@click.option("--iban", default=None, help="Payout account; spaces and lowercase are fine.")
+@click.option("--bic", default=None, help="Optional inside the EEA (derived when possible).")
+@click.option("--account-holder", default=None, help="Name on the account; required with --iban.")
 @click.option("--json", "as_json", is_flag=True, help="Print id, client id and secret as JSON.")
 @pass_context
 def partner_create(
@@ -186,6 +189,9 @@ def partner_create(
     issuance_price: int | None,
     redemption_price: int | None,
     return_window_days: int | None,
+    iban: str | None,
+    bic: str | None,
+    account_holder: str | None,
     as_json: bool,
 ) -> None:
     """Create a partner and print its API credentials (the secret is shown once)."""
@@ -199,7 +205,15 @@ def partner_create(
         "return_window_days": return_window_days,
     }
     terms: dict[str, int] = {k: v for k, v in overrides.items() if v is not None}
-    new = NewPartner(code, name, kind, **terms)  # type: ignore[arg-type]  # ints for int fields
+    new = NewPartner(
+        code,
+        name,
+        kind,
+        iban=iban,
+        bic=bic,
+        account_holder=account_holder,
+        **terms,  # type: ignore[arg-type]  # ints for int fields
+    )
     try:
         creds = ctx.run_db(
             lambda pool: transaction(
@@ -221,6 +235,38 @@ def partner_create(
             f"partner {code}: {out['partner_id']}\nclient id: {creds.client_id}\n"
             f"client secret (shown once): {creds.client_secret}"
         )
+
+
+@partner.command("set-bank")
+@click.option("--code", required=True)
+@click.option("--iban", required=True, help="Payout account; spaces and lowercase are fine.")
+@click.option("--bic", default=None, help="Optional inside the EEA (derived when possible).")
+@click.option("--account-holder", required=True, help="Name on the account.")
+@pass_context
+def partner_set_bank(
+    ctx: Context, code: str, iban: str, bic: str | None, account_holder: str
+) -> None:
+    """Set the bank account a partner's payouts go to (validated; nothing is written if not)."""
+    from api.coalition.partners import set_bank_details
+    from api.errors import DomainError
+
+    async def work(pool: Any) -> Any:
+        async def inner(conn: Any) -> Any:
+            partner_id = await conn.fetchval("SELECT id FROM partners WHERE code = $1", code)
+            if partner_id is None:
+                raise DomainError(f"no partner with code {code!r}", code="partner_not_found")
+            return await set_bank_details(
+                conn, partner_id, iban=iban, bic=bic, account_holder=account_holder
+            )
+
+        return await transaction(pool, inner)
+
+    try:
+        bank = ctx.run_db(work)
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(f"partner {code}: IBAN {bank.iban}, BIC {bank.bic or '-'}, {bank.account_holder}")
 
 
 @partner.command("rotate-secret")
@@ -278,6 +324,47 @@ def member_create(ctx: Context, count: int, as_json: bool) -> None:
 
     cards = ctx.run_db(work)
     click.echo(json.dumps(cards) if as_json else "\n".join(cards))
+
+
+@main.group()
+def staff() -> None:
+    """Partner portal staff accounts."""
+
+
+@staff.command("create")
+@click.option("--partner", "partner_code", required=True, help="The partner's code.")
+@click.option("--email", required=True, help="The sign-in name.")
+@click.option("--name", required=True, help="Shown in the portal.")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from stdin.")
+@click.option("--role", type=click.Choice(["cashier", "manager"]), default="cashier")
+@pass_context
+def staff_create(
+    ctx: Context, partner_code: str, email: str, name: str, password_stdin: bool, role: str
+) -> None:
+    """Create a portal account (the password never appears in the process list)."""
+    from api.errors import DomainError
+    from api.portal.staff import create_staff
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        created = ctx.run_db(
+            lambda pool: transaction(
+                pool,
+                lambda conn: create_staff(
+                    conn,
+                    partner_code=partner_code,
+                    email=email,
+                    display_name=name,
+                    password=password,
+                    role=role,  # type: ignore[arg-type]  # click.Choice limits it to a Role
+                    now=Clock().now(),
+                ),
+            )
+        )
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(f"staff {created.email} ({created.role}) can sign in to {created.partner_name}")
 
 
 @main.group()
