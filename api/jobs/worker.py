@@ -36,8 +36,9 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The three ledger jobs run one transaction at a time each; one connection spare.
-JOB_POOL_SIZE_MAX = 4
+# Each periodic job (ledger jobs, webhook delivery, settlement) runs one
+# transaction at a time; one connection each, and one spare.
+JOB_POOL_SIZE_MAX = 6
 # A run's end and the next run being queued are at most one tick apart.
 TICKS_PER_INTERVAL = 4
 TICK_SECONDS_MIN = 0.25
