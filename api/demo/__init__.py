@@ -14,6 +14,7 @@ processes started with `--demo` at once seed it only once.
 from __future__ import annotations
 
 import random
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from api.demo.credentials import (
 )
 from api.demo.history import Shopper, Tills, Year
 from api.partner_api.auth import PartnerPrincipal
+from api.portal.staff import create_staff
 
 __all__ = ["DEMO_CODES", "seed_demo"]
 
@@ -88,6 +90,10 @@ async def seed_demo(
         await lock.close()  # ends the session, and with it the advisory lock
 
 
+def _portal_email(code: str) -> str:
+    return f"manager@{code}.example"
+
+
 def _without_commit_wait(database_url: str) -> str:
     """The URL with `synchronous_commit=off` for these sessions only (asyncpg
     passes unknown URL parameters on as server settings). Each commit then
@@ -104,12 +110,24 @@ async def _create(
     end = datetime.now(UTC)
     rng = random.Random(seed)
     people = draw_people(rng, members, end)
+    # Random, not seeded: the demo's passwords should not be guessable from the code.
+    portal_passwords = {p.code: secrets.token_urlsafe(12) for p in PARTNERS}
 
     async def cast(conn: asyncpg.Connection) -> tuple[dict[str, Credentials], list[Member]]:
         partners = {
             p.code: await create_partner(conn, p.new_partner(), now=partner_joined_at(p, end))
             for p in PARTNERS
         }
+        for p in PARTNERS:
+            await create_staff(
+                conn,
+                partner_code=p.code,
+                email=_portal_email(p.code),
+                display_name=f"{p.name} manager",
+                password=portal_passwords[p.code],
+                role="manager",
+                now=partner_joined_at(p, end),
+            )
         cards = [
             await create_member(
                 conn, now=person.joined_at, email=person.email, display_name=person.display_name
@@ -131,6 +149,8 @@ async def _create(
                 return_window_days=p.return_window_days,
                 client_id=partners[p.code].client_id,
                 client_secret=partners[p.code].client_secret,
+                portal_email=_portal_email(p.code),
+                portal_password=portal_passwords[p.code],
             )
             for p in PARTNERS
         ],

@@ -26,6 +26,9 @@ class PartnerCredentials(msgspec.Struct, kw_only=True):
     return_window_days: int
     client_id: str
     client_secret: str
+    # A manager account for the portal (/portal); empty in files from before.
+    portal_email: str = ""
+    portal_password: str = ""
 
 
 class SampleMember(msgspec.Struct, kw_only=True):
@@ -150,4 +153,11 @@ def render_summary(
         f"Try it with `kring serve` running: a token for {first.name}, then an earn of EUR 42.50:",
         _curl(api_url or credentials.api_url, first, card),
     ]
+    if first.portal_email:
+        portal = (api_url or credentials.api_url).removesuffix("/partner/v1") + "/portal"
+        lines += [
+            "",
+            f"Partner portal (till, transactions): {portal}",
+            f"  sign in as {first.portal_email} / {first.portal_password}",
+        ]
     return "\n".join(lines)

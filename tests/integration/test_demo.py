@@ -16,6 +16,7 @@ from api.coalition.partners import verify_credentials
 from api.demo import DEMO_CODES, seed_demo
 from api.demo.cast import draw_people
 from api.demo.credentials import CREDENTIALS_FILE
+from api.portal.staff import authenticate
 
 MEMBERS = 40
 TABLES = (
@@ -150,6 +151,11 @@ async def test_credentials_file_works_and_summary_points_to_it(demo, pool):
             assert found is not None
             code = await conn.fetchval("SELECT code FROM partners WHERE id = $1", found[0])
             assert code == partner["code"]
+            # Each partner has a portal manager whose password is in the file.
+            staff = await authenticate(conn, partner["portal_email"], partner["portal_password"])
+            assert staff is not None and staff.role == "manager"
+    first = content["partners"][0]
+    assert f"sign in as {first['portal_email']} / {first['portal_password']}" in summary
     cards = [m["card_number"] for m in content["sample_members"]]
     assert len(cards) >= 3
     known = await pool.fetchval(
