@@ -21,6 +21,7 @@ import asyncpg
 from api.ledger.burn import expire_holds
 from api.ledger.lots import BatchResult, expire_due, release_due
 from api.webhooks.delivery import run_webhooks
+from api.webhooks.retention import prune_webhook_log as _prune_webhook_log
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,13 @@ async def expire_burn_authorizations(pool: asyncpg.Pool, now: datetime) -> None:
 async def deliver_webhooks(pool: asyncpg.Pool, now: datetime) -> None:
     """New events become deliveries; due deliveries are posted, signed."""
     await run_webhooks(pool, now)
+
+
+async def prune_webhook_log(pool: asyncpg.Pool, now: datetime) -> None:
+    """Finished webhook events past their retention go, with their deliveries and
+    attempts. Scheduled hourly by the worker (`WEBHOOK_LOG_PRUNE_INTERVAL`),
+    not every interval: it is housekeeping, nothing waits for it."""
+    await _prune_webhook_log(pool, now)
 
 
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a

@@ -31,14 +31,15 @@ from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from api.clock import Clock
 from api.db.pool import create_pool
 from api.jobs.housekeeping import JOB_LOG_PRUNE_INTERVAL, prune_job_log
-from api.jobs.periodic import PERIODIC_JOBS, PeriodicJob
+from api.jobs.periodic import PERIODIC_JOBS, PeriodicJob, prune_webhook_log
 from api.settings import Settings
+from api.webhooks.retention import WEBHOOK_LOG_PRUNE_INTERVAL
 
 log = logging.getLogger(__name__)
 
-# Each periodic job (ledger jobs, webhook delivery, settlement) runs one
-# transaction at a time; one connection each, and one spare.
-JOB_POOL_SIZE_MAX = 6
+# Each periodic job (ledger jobs, webhook delivery and log pruning, settlement)
+# runs one transaction at a time; one connection each, and one spare.
+JOB_POOL_SIZE_MAX = 7
 # A run's end and the next run being queued are at most one tick apart.
 TICKS_PER_INTERVAL = 4
 TICK_SECONDS_MIN = 0.25
@@ -67,6 +68,7 @@ def scheduled_jobs(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> list
     return [
         *(ScheduledJob(name, every, ledger(job)) for name, job in PERIODIC_JOBS.items()),
         ScheduledJob("prune_job_log", JOB_LOG_PRUNE_INTERVAL, lambda: prune_job_log(pool)),
+        ScheduledJob("prune_webhook_log", WEBHOOK_LOG_PRUNE_INTERVAL, ledger(prune_webhook_log)),
     ]
 
 
