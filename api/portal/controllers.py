@@ -6,15 +6,11 @@ service functions (same idempotency, same ledger), staff through `staff`.
 
 from __future__ import annotations
 
-import re
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.datastructures import FormMultiDict
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.params import FromQuery
 from litestar.response import Redirect
 
@@ -22,13 +18,28 @@ from api.coalition.partners import rotate_credentials
 from api.db.pool import transaction
 from api.errors import DomainError
 from api.partner_api import schemas, services
-from api.partner_api.auth import PartnerPrincipal
 from api.partner_api.idempotency import Answer
 from api.portal import session as sessions
+from api.portal import webhooks as webhook_pages
 from api.portal.credentials import active_clients
 from api.portal.forms import format_cents, normalize_card, parse_euros, parse_points
+from api.portal.guards import (
+    FormExpired,
+    ManagersOnly,
+    SignedIn,
+    SignInRequired,
+    StaffSession,
+    base_context,
+    form_text,
+    idempotency_key,
+    new_key,
+    require_csrf,
+    require_manager,
+    session_secret,
+    signed_in,
+)
 from api.portal.pages import is_htmx, page
-from api.portal.staff import Staff, authenticate, find_active_staff
+from api.portal.staff import authenticate
 from api.web.state import Runtime, runtime
 
 PORTAL = "/portal"
@@ -36,50 +47,6 @@ SIGN_IN = f"{PORTAL}/sign-in"
 TILL = f"{PORTAL}/till"
 TRANSACTIONS_PAGE_SIZE = 25
 PORTAL_CURRENCY = "EUR"  # the till takes euros; the service refuses a partner in another currency
-# Keys the till's forms carry; the prefix keeps them apart from a partner's own POS keys.
-_KEY = re.compile(r"^portal-[0-9a-f]{32}$")
-
-
-class SignInRequired(Exception):
-    """No valid session: send the browser to the sign-in page."""
-
-
-class FormExpired(Exception):
-    """The form's CSRF token does not match the session's."""
-
-
-class ManagersOnly(Exception):
-    """A cashier asked for a page that only the partner's managers may use."""
-
-
-@dataclass(frozen=True, slots=True)
-class StaffSession:
-    staff: Staff
-    csrf_token: str
-
-    @property
-    def principal(self) -> PartnerPrincipal:
-        return PartnerPrincipal(self.staff.partner_id, self.staff.partner_public_id)
-
-
-SignedIn = NamedDependency[StaffSession]
-
-
-def _secret(rt: Runtime) -> str:
-    return rt.settings.jwt_secret or ""
-
-
-async def signed_in(request: Request[Any, Any, Any]) -> StaffSession:
-    rt = runtime(request.app.state)
-    found = sessions.read_session(
-        request.cookies.get(sessions.SESSION_COOKIE), secret=_secret(rt), now=rt.clock.now()
-    )
-    if found is None:
-        raise SignInRequired
-    staff = await find_active_staff(rt.db, found.staff_id)
-    if staff is None:
-        raise SignInRequired
-    return StaffSession(staff, found.csrf_token)
 
 
 def _sign_in_required(request: Request[Any, Any, Any], _: SignInRequired) -> Response[str]:
@@ -112,29 +79,6 @@ def _managers_only(request: Request[Any, Any, Any], _: ManagersOnly) -> Response
         },
         status=403,
     )
-
-
-def _require_manager(who: StaffSession) -> None:
-    if who.staff.role != "manager":
-        raise ManagersOnly
-
-
-def _require_csrf(form: FormMultiDict, expected: str) -> None:
-    if not sessions.csrf_matches(expected, _text(form, sessions.CSRF_FIELD)):
-        raise FormExpired
-
-
-def _text(form: FormMultiDict, name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
-
-
-def _new_key() -> str:
-    return f"portal-{uuid.uuid4().hex}"
-
-
-def _base(who: StaffSession, nav: str) -> dict[str, Any]:
-    return {"signed_in": who.staff, "csrf_token": who.csrf_token, "nav": nav}
 
 
 # Sign in and out ------------------------------------------------------------
@@ -175,9 +119,9 @@ async def sign_in_form(request: Request[Any, Any, Any]) -> Response[str]:
 async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
     rt = runtime(request.app.state)
     form = await request.form()
-    email = _text(form, "email")[:300]
+    email = form_text(form, "email")[:300]
     cookie_token = request.cookies.get(sessions.SIGN_IN_CSRF_COOKIE)
-    if not sessions.csrf_matches(cookie_token, _text(form, sessions.CSRF_FIELD)):
+    if not sessions.csrf_matches(cookie_token, form_text(form, sessions.CSRF_FIELD)):
         return _sign_in_page(
             request,
             sessions.new_csrf_token(),
@@ -185,7 +129,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
             error="The page had expired: try again.",
         )
     async with rt.db.acquire() as conn:
-        staff = await authenticate(conn, email, _text(form, "password"))
+        staff = await authenticate(conn, email, form_text(form, "password"))
     if staff is None:
         return _sign_in_page(
             request, cookie_token or "", email=email, error="Wrong email or password."
@@ -193,7 +137,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
     response: Response[str] = Redirect(TILL, status_code=303)
     response.set_cookie(
         sessions.SESSION_COOKIE,
-        sessions.issue_session(staff.id, secret=_secret(rt), now=rt.clock.now()),
+        sessions.issue_session(staff.id, secret=session_secret(rt), now=rt.clock.now()),
         max_age=int(sessions.SESSION_TTL.total_seconds()),
         path=PORTAL,
         secure=sessions.cookie_secure(request.url.hostname),
@@ -206,7 +150,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
 
 @post("/sign-out", include_in_schema=False)
 async def sign_out(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
-    _require_csrf(await request.form(), who.csrf_token)
+    require_csrf(await request.form(), who.csrf_token)
     response: Response[str] = Redirect(SIGN_IN, status_code=303)
     response.delete_cookie(sessions.SESSION_COOKIE, path=PORTAL)
     return response
@@ -234,14 +178,14 @@ async def _member_panel(
         except DomainError as exc:
             error = error or exc.detail
     return {
-        **_base(who, "till"),
+        **base_context(who, "till"),
         "card": card,
         "member": member,
         "notice": notice,
         "error": error,
         # A fresh key per rendered form: sending the same form twice earns once.
-        "earn_key": earn_key or _new_key(),
-        "burn_key": burn_key or _new_key(),
+        "earn_key": earn_key or new_key(),
+        "burn_key": burn_key or new_key(),
         "amount": amount,
         "points": points,
     }
@@ -256,13 +200,6 @@ async def till(
     return page(request, "portal/till.html", context, fragment="member_panel")
 
 
-def _key(form: FormMultiDict) -> str:
-    key = _text(form, "idempotency_key")
-    if not _KEY.match(key):
-        raise FormExpired  # only a tampered or stale form has no key of ours
-    return key
-
-
 def _outcome(answer: Answer) -> schemas.TransactionOut:
     return msgspec.json.decode(answer.body, type=schemas.TransactionOut)
 
@@ -275,11 +212,11 @@ def _invalid(exc: msgspec.ValidationError) -> DomainError:
 async def till_earn(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
     rt = runtime(request.app.state)
     form = await request.form()
-    _require_csrf(form, who.csrf_token)
+    require_csrf(form, who.csrf_token)
     card, key, amount = (
-        normalize_card(_text(form, "card_number")),
-        _key(form),
-        _text(form, "amount"),
+        normalize_card(form_text(form, "card_number")),
+        idempotency_key(form),
+        form_text(form, "amount"),
     )
     try:
         fields = {"card_number": card, "amount_cents": parse_euros(amount)}
@@ -308,11 +245,11 @@ async def till_earn(request: Request[Any, Any, Any], who: SignedIn) -> Response[
 async def till_burn(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
     rt = runtime(request.app.state)
     form = await request.form()
-    _require_csrf(form, who.csrf_token)
+    require_csrf(form, who.csrf_token)
     card, key, points = (
-        normalize_card(_text(form, "card_number")),
-        _key(form),
-        _text(form, "points"),
+        normalize_card(form_text(form, "card_number")),
+        idempotency_key(form),
+        form_text(form, "points"),
     )
     try:
         fields = {"card_number": card, "points": parse_points(points)}
@@ -355,9 +292,13 @@ async def transactions(
             rt.db, who.staff.partner_id, limit=TRANSACTIONS_PAGE_SIZE, cursor=cursor, kind=None
         )
     except DomainError as exc:
-        context = {**_base(who, "transactions"), "title": "Transactions", "message": exc.detail}
+        context = {
+            **base_context(who, "transactions"),
+            "title": "Transactions",
+            "message": exc.detail,
+        }
         return page(request, "portal/message.html", context, status=exc.status)
-    context = {**_base(who, "transactions"), "page": found}
+    context = {**base_context(who, "transactions"), "page": found}
     return page(request, "portal/transactions.html", context, fragment="rows")
 
 
@@ -366,24 +307,24 @@ async def transactions(
 
 @get("/credentials", include_in_schema=False)
 async def credentials(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
-    _require_manager(who)
+    require_manager(who)
     rt = runtime(request.app.state)
     clients = await active_clients(rt.db, who.staff.partner_id)
-    context = {**_base(who, "credentials"), "clients": clients, "issued": None}
+    context = {**base_context(who, "credentials"), "clients": clients, "issued": None}
     return page(request, "portal/credentials.html", context)
 
 
 @post("/credentials/rotate", include_in_schema=False)
 async def rotate(request: Request[Any, Any, Any], who: SignedIn) -> Response[str]:
-    _require_manager(who)
-    _require_csrf(await request.form(), who.csrf_token)
+    require_manager(who)
+    require_csrf(await request.form(), who.csrf_token)
     rt = runtime(request.app.state)
     issued = await transaction(
         rt.db,
         lambda conn: rotate_credentials(conn, who.staff.partner_id, now=rt.clock.now()),
     )
     clients = await active_clients(rt.db, who.staff.partner_id)
-    context = {**_base(who, "credentials"), "clients": clients, "issued": issued}
+    context = {**base_context(who, "credentials"), "clients": clients, "issued": issued}
     # The page shows the new secret once; no-store (set by `page`) keeps it out of caches.
     return page(request, "portal/credentials.html", context, status=201)
 
@@ -401,6 +342,7 @@ portal_router = Router(
         transactions,
         credentials,
         rotate,
+        *webhook_pages.HANDLERS,
     ],
     dependencies={"who": Provide(signed_in)},
     exception_handlers={
