@@ -16,7 +16,12 @@ from litestar.static_files import create_static_files_router
 
 from api.clock import Clock
 from api.db.pool import create_pool
-from api.partner_api.controllers import PartnerController, TokenController, WebhookController
+from api.partner_api.controllers import (
+    PartnerController,
+    ReconciliationController,
+    TokenController,
+    WebhookController,
+)
 from api.portal.controllers import portal_router
 from api.settings import Settings
 from api.web.problems import EXCEPTION_HANDLERS
@@ -72,6 +77,7 @@ def create_app(
             PartnerController,
             portal_router,
             WebhookController,
+            ReconciliationController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),

@@ -16,6 +16,11 @@ from api.errors import DomainError, Unauthorized
 from api.partner_api import schemas, services
 from api.partner_api.auth import PartnerPrincipal, bearer_token, issue_token, verify_token
 from api.partner_api.idempotency import HEADER, REPLAY_HEADER, Answer, require_key
+from api.settlement.reconciliation import (
+    RECONCILIATION_KRING_ROWS_MAX,
+    RECONCILIATION_PERIOD_MAX,
+    RECONCILIATION_ROWS_MAX,
+)
 from api.web.state import runtime
 
 KeyHeader = Annotated[
@@ -393,3 +398,41 @@ async def _no_body_request(
         return services.Request.of(partner, require_key(key), request.url.path, body)
     call, _ = await _request(partner, key, request, schemas.NoBody)
     return call
+
+
+class ReconciliationController(Controller):
+    """Compare your own list of transactions for a period with Kring's. Read only."""
+
+    path = "/partner/v1"
+    tags = ["Partner API: reconciliation"]
+    dependencies = {"partner": Provide(current_partner)}
+    security = [{"bearer": []}]
+
+    @post(
+        "/reconciliations",
+        summary="Reconcile your transactions for a period with Kring's "
+        "(read-only: no Idempotency-Key needed)",
+        description="Send your transactions for `[period_start, period_end)` (at most "
+        f"{RECONCILIATION_PERIOD_MAX.days} days, at most {RECONCILIATION_ROWS_MAX:,} rows). Kring's side is your earns, refunds and captured burns created "
+        "in the period; burns still authorized, voided or expired moved no points and are "
+        "listed apart as `uncaptured_burns`. Rows with `transaction_id` are matched by it, "
+        "others by kind and `receipt_ref` when that is unique on both sides. The answer lists "
+        "matched rows, mismatched pairs (which fields differ), rows missing in Kring, Kring "
+        "transactions missing in your list, duplicate and ambiguous rows, and totals per "
+        "side. Nothing is written: repeat it as often as you like. Problems: "
+        "`invalid_period`, `period_too_long`, `too_many_rows`, `missing_reference`, "
+        "`invalid_row`, `period_too_busy` (more than "
+        f"{RECONCILIATION_KRING_ROWS_MAX:,} Kring transactions: use a shorter period), "
+        "`invalid_request`, `malformed_json`, `request_too_large` (over "
+        f"{schemas.RECONCILIATION_BODY_BYTES_MAX // (1024 * 1024)} MiB).",
+        status_code=200,
+        request_max_body_size=schemas.RECONCILIATION_BODY_BYTES_MAX,
+    )
+    async def reconcile(
+        self,
+        request: Request[Any, Any, Any],
+        partner: Partner,
+        data: JSONBody[schemas.ReconciliationRequest],
+    ) -> schemas.ReconciliationOut:
+        body = await strict_body(request, schemas.ReconciliationRequest)
+        return await services.reconcile(runtime(request.app.state).db, partner.partner_id, body)

@@ -13,6 +13,7 @@ from uuid import UUID
 import msgspec
 
 from api.money import AMOUNT_CENTS_MAX, POINTS_MAX
+from api.settlement.reconciliation import RECONCILIATION_PERIOD_MAX, RECONCILIATION_ROWS_MAX
 
 # PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail later.
 NO_NUL = r"^[^\x00]*$"
@@ -178,3 +179,274 @@ class WebhookDeliveryPage(msgspec.Struct, kw_only=True):
 
 class NoBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """For POSTs that take no fields: no body, or `{}`."""
+
+
+# Reconciliation ------------------------------------------------------------
+# The rules (what counts on Kring's side, how rows are matched) are in
+# api/settlement/reconciliation.py; the descriptions below repeat them for
+# the partner's developer, who reads them in the OpenAPI document.
+
+# 10,000 rows of about 250 bytes, pretty-printed, fit with room to spare;
+# the row limit itself (too_many_rows) is checked after decoding.
+RECONCILIATION_BODY_BYTES_MAX = 4 * 1024 * 1024
+
+TransactionKind = Literal["earn", "burn", "refund"]
+RowIndex = Annotated[int, msgspec.Meta(description="0-based position in your `transactions`")]
+MatchedBy = Annotated[
+    Literal["transaction_id", "receipt_ref"],
+    msgspec.Meta(description="`transaction_id` when you sent Kring's id, else `receipt_ref`"),
+]
+
+
+class ReconciliationRow(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One transaction as your books have it. Send `transaction_id` (Kring's id, from the
+    answer to the earn, burn or refund), `receipt_ref`, or both; at least one
+    (`missing_reference` otherwise). A row without `transaction_id` is matched by kind
+    and receipt reference."""
+
+    kind: TransactionKind
+    points: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=POINTS_MAX,
+            description="Points earned, burned (captured) or reversed by the refund",
+        ),
+    ]
+    transaction_id: Annotated[
+        UUID | None,
+        msgspec.Meta(description="Kring's id (from the answer to the earn, burn or refund)"),
+    ] = None
+    receipt_ref: (
+        Annotated[
+            ShortText,
+            msgspec.Meta(
+                description="Matched by kind and receipt_ref when there is no transaction_id; "
+                "a row needs one of the two (`missing_reference`)"
+            ),
+        ]
+        | None
+    ) = None
+    amount_cents: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                gt=0,
+                le=AMOUNT_CENTS_MAX,
+                description="Purchase amount (earn) or refunded amount (refund); compared only "
+                "when given. A burn has none (`invalid_row`).",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class ReconciliationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Your transactions for `[period_start, period_end)`."""
+
+    period_start: Annotated[
+        datetime, msgspec.Meta(description="With a zone offset (`invalid_period` without)")
+    ]
+    period_end: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="Exclusive; after period_start (`invalid_period`), at most "
+            f"{RECONCILIATION_PERIOD_MAX.days} days later (`period_too_long`)"
+        ),
+    ]
+    # The limit is checked after decoding, so that it has its own problem code.
+    transactions: Annotated[
+        list[ReconciliationRow],
+        msgspec.Meta(description=f"At most {RECONCILIATION_ROWS_MAX:,} rows (`too_many_rows`)"),
+    ]
+
+
+class ReconciliationValues(msgspec.Struct, kw_only=True):
+    kind: TransactionKind
+    points: int
+    amount_cents: int | None
+    receipt_ref: str | None
+
+
+class ReconciliationMatch(msgspec.Struct, kw_only=True):
+    row: RowIndex
+    transaction_id: UUID
+    matched_by: MatchedBy
+
+
+class ReconciliationMismatch(msgspec.Struct, kw_only=True):
+    """A pair that both sides have, but with different values."""
+
+    row: RowIndex
+    transaction_id: UUID
+    matched_by: MatchedBy
+    fields: Annotated[
+        list[Literal["kind", "points", "amount_cents", "receipt_ref"]],
+        msgspec.Meta(
+            description="What differs. `amount_cents` only when you sent one; `receipt_ref` "
+            "only when you sent it with the transaction_id."
+        ),
+    ]
+    partner: ReconciliationValues
+    kring: ReconciliationValues
+
+
+class ReconciliationMissingInKring(msgspec.Struct, kw_only=True):
+    """A row of yours that Kring does not count in this period. `reason`: `not_found` (no
+    transaction of yours has this id, or no counted one this kind and receipt reference),
+    `outside_period` (Kring has it, created at `kring_created_at`), `not_captured` (a burn
+    that is still authorized, or was voided or expired: no points moved; `kring_status`)."""
+
+    row: RowIndex
+    kind: TransactionKind
+    points: int
+    transaction_id: UUID | None
+    receipt_ref: str | None
+    amount_cents: int | None
+    reason: Annotated[
+        Literal["not_found", "outside_period", "not_captured"],
+        msgspec.Meta(
+            description="`not_found`: none of your transactions has this id (or, without one, "
+            "no counted transaction of the period has this kind and receipt_ref); "
+            "`outside_period`: Kring has it, created at `kring_created_at`; `not_captured`: a "
+            "burn still authorized, or voided or expired (`kring_status`): no points moved"
+        ),
+    ]
+    kring_transaction_id: Annotated[
+        UUID | None, msgspec.Meta(description="For `outside_period` and `not_captured`")
+    ]
+    kring_status: Annotated[str | None, msgspec.Meta(description="For `not_captured`")]
+    kring_created_at: Annotated[datetime | None, msgspec.Meta(description="For `outside_period`")]
+
+
+class ReconciliationMissingInPartner(msgspec.Struct, kw_only=True):
+    """A transaction Kring counts in this period that your list does not have."""
+
+    transaction_id: UUID
+    kind: TransactionKind
+    status: str
+    points: int
+    amount_cents: int | None
+    receipt_ref: str | None
+    created_at: datetime
+
+
+class ReconciliationDuplicate(msgspec.Struct, kw_only=True):
+    """A row that repeats `first_row` (same transaction_id, or same kind and receipt
+    reference, or the receipt row of a transaction you also listed by id). It is not
+    matched again and not in your totals."""
+
+    row: RowIndex
+    first_row: RowIndex
+    kind: TransactionKind
+    transaction_id: UUID | None
+    receipt_ref: str | None
+
+
+class ReconciliationAmbiguous(msgspec.Struct, kw_only=True):
+    """A row whose kind and receipt reference fit several Kring transactions: send the
+    `transaction_id`. The candidates are not reported as missing in your list."""
+
+    row: RowIndex
+    kind: TransactionKind
+    receipt_ref: str | None
+    candidate_transaction_ids: list[UUID]
+
+
+class ReconciliationUncapturedBurn(msgspec.Struct, kw_only=True):
+    """A burn created in the period that moved no points (still authorized, voided or
+    expired). Not compared; listed so that open authorizations are visible."""
+
+    transaction_id: UUID
+    status: str
+    points_authorized: int
+    receipt_ref: str | None
+    created_at: datetime
+
+
+class ReconciliationTotals(msgspec.Struct, kw_only=True):
+    """Sums over one side: your rows less duplicates, or Kring's counted transactions."""
+
+    transactions: int
+    earn_points: int
+    earn_amount_cents: int
+    burn_points: int
+    refund_points: int
+    refund_amount_cents: int
+    net_points: Annotated[int, msgspec.Meta(description="earned less burned less refunded")]
+
+
+class ReconciliationSideTotals(msgspec.Struct, kw_only=True):
+    partner: ReconciliationTotals
+    kring: ReconciliationTotals
+
+
+class ReconciliationSummary(msgspec.Struct, kw_only=True):
+    partner_rows: int
+    kring_transactions: Annotated[
+        int, msgspec.Meta(description="Earns, refunds and captured burns in the period")
+    ]
+    matched: int
+    mismatched: int
+    missing_in_kring: int
+    missing_in_partner: int
+    duplicates: int
+    ambiguous: int
+    uncaptured_burns: int
+    reconciled: Annotated[
+        bool,
+        msgspec.Meta(description="Nothing missing, mismatched, duplicated or ambiguous"),
+    ]
+
+
+class ReconciliationOut(msgspec.Struct, kw_only=True):
+    """Kring's side: your earns (points, purchase amount), refunds (points, refunded amount)
+    and captured burns (points captured) created in `[period_start, period_end)`."""
+
+    period_start: datetime
+    period_end: datetime
+    summary: ReconciliationSummary
+    totals: Annotated[
+        ReconciliationSideTotals,
+        msgspec.Meta(
+            description="Your rows less duplicates (amounts over the rows that gave one), and "
+            "Kring's counted transactions"
+        ),
+    ]
+    matched: Annotated[
+        list[ReconciliationMatch], msgspec.Meta(description="Pairs that agree, in row order")
+    ]
+    mismatched: Annotated[
+        list[ReconciliationMismatch],
+        msgspec.Meta(description="Pairs that differ, with the fields that differ"),
+    ]
+    missing_in_kring: Annotated[
+        list[ReconciliationMissingInKring],
+        msgspec.Meta(description="Your rows that Kring does not count in this period"),
+    ]
+    missing_in_partner: Annotated[
+        list[ReconciliationMissingInPartner],
+        msgspec.Meta(description="Kring's counted transactions of the period not in your list"),
+    ]
+    duplicates: Annotated[
+        list[ReconciliationDuplicate],
+        msgspec.Meta(
+            description="Rows repeating `first_row` (same transaction_id; or same kind and "
+            "receipt_ref; or the receipt of a transaction you also listed by id): not matched "
+            "again, not in your totals"
+        ),
+    ]
+    ambiguous: Annotated[
+        list[ReconciliationAmbiguous],
+        msgspec.Meta(
+            description="Rows whose kind and receipt_ref fit several Kring transactions: send "
+            "the transaction_id. The candidates are not reported as missing in your list."
+        ),
+    ]
+    uncaptured_burns: Annotated[
+        list[ReconciliationUncapturedBurn],
+        msgspec.Meta(
+            description="Burns created in the period that moved no points (still authorized, "
+            "voided or expired): not compared, listed so that open authorizations show"
+        ),
+    ]

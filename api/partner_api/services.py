@@ -48,6 +48,7 @@ from api.partner_api import schemas
 from api.partner_api.auth import PartnerPrincipal
 from api.partner_api.idempotency import Answer, fingerprint, replay
 from api.settings import Mode
+from api.settlement import reconciliation
 from api.webhooks import endpoints as webhook_endpoints
 from api.webhooks.outbox import POINTS_BURNED, POINTS_EARNED, POINTS_REFUNDED, Event
 from api.webhooks.urls import validate_webhook_url
@@ -701,3 +702,29 @@ async def list_webhook_deliveries(
     ]
     next_cursor = str(deliveries[-1].id) if more and deliveries else None
     return schemas.WebhookDeliveryPage(items=items, next_cursor=next_cursor)
+
+
+# Reconciliation ------------------------------------------------------------
+
+
+async def reconcile(
+    pool: asyncpg.Pool, partner_id: int, body: schemas.ReconciliationRequest
+) -> schemas.ReconciliationOut:
+    """Read only: compares, writes nothing, so it needs no idempotency key."""
+    rows = [
+        reconciliation.PartnerRow(
+            row=index,
+            kind=r.kind,
+            points=r.points,
+            transaction_id=r.transaction_id,
+            receipt_ref=r.receipt_ref,
+            amount_cents=r.amount_cents,
+        )
+        for index, r in enumerate(body.transactions)
+    ]
+    await require_active(pool, partner_id)
+    result = await reconciliation.reconcile(
+        pool, partner_id, body.period_start, body.period_end, rows
+    )
+    # The domain's dataclasses carry the schema's field names.
+    return msgspec.convert(result, schemas.ReconciliationOut, from_attributes=True)
