@@ -14,6 +14,9 @@ from api.portal.forms import format_cents
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "pwa" / "templates"
 HTMX_JS = "/static/vendor/htmx-2.0.11.min.js"
 PORTAL_CSS = "/static/css/portal.css"
+# The worker file must sit next to the scanner: the scanner imports "./qr-scanner-worker.min.js".
+QR_SCANNER_JS = "/static/vendor/qr-scanner-1.4.2/qr-scanner.umd.min.js"
+TILL_SCAN_JS = "/static/js/till-scan.js"
 HTML = "text/html; charset=utf-8"
 
 
@@ -40,7 +43,9 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _env.filters.update(cents=format_cents, when=_when, card_tail=_card_tail, sentence=_sentence)
-_env.globals.update(htmx_js=HTMX_JS, portal_css=PORTAL_CSS)
+_env.globals.update(
+    htmx_js=HTMX_JS, portal_css=PORTAL_CSS, qr_scanner_js=QR_SCANNER_JS, till_scan_js=TILL_SCAN_JS
+)
 
 
 def is_htmx(request: Request[Any, Any, Any]) -> bool:
