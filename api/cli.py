@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -365,6 +366,43 @@ def staff_create(
         click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
         sys.exit(1)
     click.echo(f"staff {created.email} ({created.role}) can sign in to {created.partner_name}")
+
+
+@main.command()
+@click.option(
+    "--period",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The business day to close (Europe/Amsterdam), e.g. 2026-11-24."
+    " Default: every day that has ended and is not settled yet.",
+)
+@pass_context
+def settle(ctx: Context, day: datetime | None) -> None:
+    """Close settlement periods: statements, lines and the money entries."""
+    from api.errors import DomainError
+    from api.settlement.run import settle_day, settle_due
+
+    now = Clock().now()
+
+    async def work(pool: Any) -> list[Any]:
+        if day is None:
+            return await settle_due(pool, now)
+        return [await settle_day(pool, day.date(), now)]
+
+    try:
+        results = ctx.run_db(work)
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    if not results:
+        click.echo("nothing to settle: every ended day is settled")
+    for result in results:
+        verb = "settled" if result.created else "already settled"
+        click.echo(
+            f"{result.business_date}: {verb}, {result.statements} statements,"
+            f" {result.entries} entries"
+        )
 
 
 @main.group()

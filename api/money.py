@@ -39,3 +39,17 @@ def proportional_points(points: int, part_cents: int, whole_cents: int) -> int:
 @lru_cache(maxsize=512)
 def is_iso_currency(code: str) -> bool:
     return len(code) == 3 and code.isupper() and pycountry.currencies.get(alpha_3=code) is not None
+
+
+def cents_half_even(micros: int) -> int:
+    """Micro-euros to cents, the exact half to the even cent (banker's rounding).
+
+    Settlement rounds once per statement line, never per transaction (DESIGN).
+    Floor division keeps it exact for negative amounts too: -15_000 micros
+    (-1.5 cents) is -2 cents, -25_000 is -2 cents, -5_000 is 0.
+    """
+    cents, remainder = divmod(micros, MICROS_PER_CENT)
+    twice = 2 * remainder
+    if twice > MICROS_PER_CENT or (twice == MICROS_PER_CENT and cents % 2 == 1):
+        cents += 1
+    return cents

@@ -21,6 +21,7 @@ from api.errors import DomainError
 from api.ledger.accounts import open_partner_accounts
 from api.ledger.terms import PartnerTerms
 from api.money import EARN_RATE_MILLIPOINTS_PER_EURO_MAX, PRICE_MICROS_MAX, is_iso_currency
+from api.settlement.periods import PERIODS
 
 DEFAULT_EARN_RATE_MILLIPOINTS_PER_EURO = 1_000  # 1 point per euro
 DEFAULT_ISSUANCE_PRICE_MICROS = 10_000  # the partner pays 1.0 cent per point issued
@@ -38,6 +39,7 @@ class NewPartner:
     issuance_price_micros: int = DEFAULT_ISSUANCE_PRICE_MICROS
     redemption_price_micros: int = DEFAULT_REDEMPTION_PRICE_MICROS
     return_window_days: int = DEFAULT_RETURN_WINDOW_DAYS
+    settlement_period: str = "daily"  # daily, weekly or monthly statements
     # Where payouts go; all optional at creation (see api.coalition.banking).
     iban: str | None = None
     bic: str | None = None
@@ -57,6 +59,10 @@ class NewPartner:
                 raise DomainError("price per point out of range", code="invalid_partner")
         if not 0 <= self.return_window_days <= 365:
             raise DomainError("return window must be 0 to 365 days", code="invalid_partner")
+        if self.settlement_period not in PERIODS:
+            raise DomainError(
+                f"settlement period must be one of {', '.join(PERIODS)}", code="invalid_partner"
+            )
         self.bank_details()
 
 
@@ -81,8 +87,9 @@ async def create_partner(
         """
         INSERT INTO partners (code, name, kind, currency, earn_rate_millipoints_per_euro,
                               issuance_price_micros, redemption_price_micros,
-                              return_window_days, created_at, iban, bic, account_holder)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                              return_window_days, created_at, iban, bic, account_holder,
+                              settlement_period)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
         ON CONFLICT (code) DO NOTHING
         RETURNING id, public_id
         """,
@@ -98,6 +105,7 @@ async def create_partner(
         bank.iban if bank else None,
         bank.bic if bank else None,
         bank.account_holder if bank else None,
+        new.settlement_period,
     )
     if row is None:
         raise DomainError(f"a partner with code {new.code!r} exists", code="partner_exists")

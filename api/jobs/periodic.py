@@ -20,6 +20,7 @@ import asyncpg
 
 from api.ledger.burn import expire_holds
 from api.ledger.lots import BatchResult, expire_due, release_due
+from api.settlement.run import settle_due
 from api.webhooks.delivery import run_webhooks
 from api.webhooks.retention import prune_webhook_log as _prune_webhook_log
 
@@ -61,6 +62,18 @@ async def prune_webhook_log(pool: asyncpg.Pool, now: datetime) -> None:
     await _prune_webhook_log(pool, now)
 
 
+async def settle_statements(pool: asyncpg.Pool, now: datetime) -> None:
+    """Close every business day that has ended: statements and money entries."""
+    for result in await settle_due(pool, now):
+        if result.created:
+            log.info(
+                "settled %s: %d statements, %d entries",
+                result.business_date,
+                result.statements,
+                result.entries,
+            )
+
+
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a
 # rename needs the old name kept until queued jobs under it have drained.
 PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
@@ -69,6 +82,7 @@ PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
         "expire_points": expire_points,
         "expire_burn_authorizations": expire_burn_authorizations,
         "deliver_webhooks": deliver_webhooks,
+        "settle_statements": settle_statements,
     }
 )
 

@@ -15,6 +15,12 @@ import asyncpg
 MEMBER_KINDS = ("member_available", "member_pending", "member_held", "member_debt")
 PARTNER_KINDS = ("partner_points_issued", "partner_points_redeemed")
 PROGRAMME_KINDS = ("programme_breakage", "programme_promo", "programme_adjustments")
+MONEY_KINDS = (
+    "partner_money",
+    "programme_float",
+    "programme_revenue_spread",
+    "programme_revenue_breakage",
+)
 # Each partner points account is this many rows (see migration 0001): writes
 # for different members land on different rows and do not queue on one lock.
 PARTNER_ACCOUNT_SHARDS = 16
@@ -126,6 +132,11 @@ async def open_partner_accounts(conn: asyncpg.Connection, partner_id: int) -> No
         partner_id,
         list(PARTNER_KINDS),
         PARTNER_ACCOUNT_SHARDS,
+    )
+    # The money side: one EUR account, written only by settlement (no contention).
+    await conn.execute(
+        "INSERT INTO accounts (kind, unit, partner_id) VALUES ('partner_money', 'EUR', $1)",
+        partner_id,
     )
 
 

@@ -11,6 +11,10 @@ from typing import Any
 
 import asyncpg
 
+from api.settlement.periods import LATE_ENTRY_WINDOW
+
+LATE_ENTRY_WINDOW_SECONDS = int(LATE_ENTRY_WINDOW.total_seconds())
+
 CHECKS: dict[str, str] = {
     "entry does not balance per unit": """
         SELECT entry_id, unit, sum(amount) AS total FROM postings
@@ -68,6 +72,44 @@ CHECKS: dict[str, str] = {
         LIMIT 100""",
     "points are not conserved across all accounts": """
         SELECT unit, sum(balance) AS total FROM accounts GROUP BY unit HAVING sum(balance) <> 0""",
+    # Settlement (api/settlement/run.py): every entry in exactly one statement
+    # (the primary key of settled_entries), of the right partner, none left behind.
+    "entry settled in another partner's statement": """
+        SELECT se.entry_id, e.partner_id, s.partner_id AS statement_partner_id
+        FROM settled_entries se
+        JOIN journal_entries e ON e.id = se.entry_id
+        JOIN statements s ON s.id = se.statement_id
+        WHERE coalesce(e.partner_id, 0) <> coalesce(s.partner_id, 0) LIMIT 100""",
+    "entry left unsettled after its period closed": f"""
+        SELECT e.id AS entry_id, e.partner_id, e.booked_at
+        FROM journal_entries e
+        JOIN (SELECT coalesce(partner_id, 0) AS key, max(period_end) AS closed_until
+              FROM statements GROUP BY 1) c ON c.key = coalesce(e.partner_id, 0)
+        WHERE e.booked_at < c.closed_until - interval '{LATE_ENTRY_WINDOW_SECONDS} seconds'
+          AND NOT EXISTS (SELECT FROM settled_entries se WHERE se.entry_id = e.id)
+        ORDER BY e.id LIMIT 100""",
+    "statement's net differs from its lines": """
+        SELECT s.id AS statement_id, s.net_cents, sum(l.amount_cents) AS lines_cents
+        FROM statements s JOIN statement_lines l ON l.statement_id = s.id
+        WHERE s.partner_id IS NOT NULL OR l.category IN ('breakage', 'spread')
+        GROUP BY s.id HAVING s.net_cents <> sum(l.amount_cents) LIMIT 100""",
+    "statement's entry count differs from its settled entries": """
+        SELECT s.id AS statement_id, s.entries, count(se.entry_id) AS settled
+        FROM statements s LEFT JOIN settled_entries se ON se.statement_id = s.id
+        GROUP BY s.id HAVING s.entries <> count(se.entry_id) LIMIT 100""",
+    "partner money differs from the net of its statements": """
+        SELECT a.partner_id, a.balance, coalesce(s.total, 0) AS statements_net
+        FROM accounts a
+        LEFT JOIN (SELECT partner_id, sum(net_cents) AS total FROM statements
+                   WHERE partner_id IS NOT NULL GROUP BY partner_id) s
+            ON s.partner_id = a.partner_id
+        WHERE a.kind = 'partner_money' AND a.balance <> coalesce(s.total, 0) LIMIT 100""",
+    "programme float differs from the points liability of the last settlement": """
+        SELECT a.balance AS float_cents, r.business_date, r.liability_micros
+        FROM accounts a,
+             (SELECT business_date, liability_micros FROM settlement_runs
+              ORDER BY business_date DESC LIMIT 1) r
+        WHERE a.kind = 'programme_float' AND abs(r.liability_micros - a.balance * 10000) > 5000""",
 }
 
 

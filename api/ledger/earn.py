@@ -139,9 +139,9 @@ txn AS (
 lot AS (
     INSERT INTO lots
         (member_id, transaction_id, state, points_original, points_remaining,
-         available_at, expires_at)
+         available_at, expires_at, price_micros)
     SELECT :member_id::bigint, txn.id, 'pending', :lot_points::bigint, :lot_points::bigint,
-           :available_at::timestamptz, :expires_at::timestamptz
+           :available_at::timestamptz, :expires_at::timestamptz, :price_micros::integer
     FROM txn
     WHERE :lot_points::bigint > 0
 ),

@@ -163,9 +163,10 @@ async def _expire_batch(conn: asyncpg.Connection, now: datetime) -> BatchResult:
             FROM lots old
             WHERE l.id = old.id AND l.member_id = ANY($1::bigint[]) AND l.state = 'available'
               AND l.points_remaining > 0 AND l.expires_at <= $2
-            RETURNING l.member_id, old.points_remaining AS points
+            RETURNING l.member_id, l.id AS lot_id, old.points_remaining AS points
         )
-        SELECT e.member_id, sum(e.points)::bigint AS points, count(*) AS lots, a.id AS available_id
+        SELECT e.member_id, sum(e.points)::bigint AS points, count(*) AS lots, a.id AS available_id,
+               array_agg(e.lot_id) AS lot_ids, array_agg(e.points) AS lot_points
         FROM expired e JOIN accounts a ON a.member_id = e.member_id AND a.kind = 'member_available'
         GROUP BY e.member_id, a.id
         """,
@@ -176,18 +177,31 @@ async def _expire_batch(conn: asyncpg.Connection, now: datetime) -> BatchResult:
     postings = Postings()
     for row in rows:
         postings.move(row["available_id"], breakage_id, row["points"])
-    await _post(conn, postings, "expire", now)
+    entry_id = await _post(conn, postings, "expire", now)
+    if entry_id is not None:
+        # Which lots the entry emptied: settlement values breakage at their prices.
+        await conn.execute(
+            "INSERT INTO lot_expiries (entry_id, lot_id, points)"
+            " SELECT $1, l, p FROM unnest($2::bigint[], $3::bigint[]) AS x(l, p)",
+            entry_id,
+            [lot for row in rows for lot in row["lot_ids"]],
+            [points for row in rows for points in row["lot_points"]],
+        )
     return BatchResult(sum(r["lots"] for r in rows), sum(r["points"] for r in rows))
 
 
 _POST_ONLY = Query(f"WITH {go_cte(False)}, {ENTRY_CTES} SELECT {ENTRY_RESULT}")
 
 
-async def _post(conn: asyncpg.Connection, postings: Postings, kind: str, now: datetime) -> None:
+async def _post(
+    conn: asyncpg.Connection, postings: Postings, kind: str, now: datetime
+) -> int | None:
+    """Write a programme entry (no partner, no member); its id, None when empty."""
     if not postings:
-        return
+        return None
     query = _POST_ONLY
     row = await conn.fetchrow(
         query.text, *query.args(entry_params(postings, kind=kind, booked_at=now))
     )
     require_moved(row, postings)
+    return int(row["entry_id"])

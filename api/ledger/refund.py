@@ -171,6 +171,11 @@ own_lot AS (
     RETURNING :from_lot::bigint AS points
 ),
 {TAKE_FIFO_CTES},
+-- Remember which other lots gave points: settlement values them at their price.
+traced AS (
+    INSERT INTO refund_lots (transaction_id, lot_id, points)
+    SELECT :refund_id::uuid, take.id, take.points FROM take, go WHERE take.points > 0
+),
 {ENTRY_CTES},
 {OUTBOX_CTE}
 SELECT {ENTRY_RESULT},

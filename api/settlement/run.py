@@ -1,0 +1,558 @@
+"""Settlement runs: where money is settled.
+
+A run closes one business day. In one database transaction it
+
+1. claims the day (`settlement_runs`, unique per day: a second worker waits on
+   the claim, then finds the day settled and does nothing);
+2. opens a statement for every partner whose period ends that day, and the
+   programme's own statement;
+3. files every ledger entry booked before the period's end that no statement
+   holds yet into its partner's statement (`settled_entries`, whose primary
+   key makes "exactly once" a constraint);
+4. writes each statement's lines: the exact sum of points x the price stored
+   on each entry, rounded half-even once per line;
+5. posts the money side, balanced EUR entries: each partner's net to its
+   `partner_money` account against the programme float, then the revenue the
+   day recognised (breakage, spread) out of the float, so that the float
+   equals the points liability valued at the lots' issuance prices;
+6. announces `statement.closed` to each partner (webhook outbox, same transaction).
+
+Everything is set-based SQL over the day's entries; Python only rounds the few
+line totals and builds the handful of money entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from api.db.pool import transaction
+from api.db.sql import Query
+from api.errors import Conflict, DomainError
+from api.ledger.accounts import programme_account
+from api.ledger.entries import ENTRY_CTES, ENTRY_RESULT, Postings, entry_params, require_moved
+from api.ledger.idempotency import go_cte
+from api.money import cents_half_even
+from api.settlement.periods import (
+    LATE_ENTRY_WINDOW,
+    Period,
+    business_date,
+    day_end,
+    last_due_day,
+    period_ending,
+)
+from api.webhooks.outbox import STATEMENT_CLOSED, Event, enqueue
+
+# Categories of a partner statement, in the order a statement shows them.
+PARTNER_CATEGORIES = ("points_issued", "refunds", "points_redeemed", "sponsored_rewards")
+PROGRAMME_CATEGORIES = ("breakage", "spread", "liability")
+CATEGORY_OF_ENTRY_KIND = {
+    "earn": "points_issued",
+    "refund": "refunds",
+    "capture": "points_redeemed",
+}
+# A run settles at most this many days in one call (a worker that was down
+# for a long time catches up over several ticks, each bounded).
+CATCH_UP_DAYS_MAX = 62
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    business_date: date
+    run_id: int
+    created: bool  # False: the day was already settled (by this or another worker)
+    statements: int
+    entries: int
+
+
+async def settle_day(pool: asyncpg.Pool, day: date, now: datetime) -> RunResult:
+    """Close business day `day`: safe to call again, and from two workers at once."""
+    period_end = day_end(day)
+    if period_end > now:
+        raise DomainError(f"{day} has not ended yet", code="period_not_over")
+    return await transaction(pool, lambda conn: _settle(conn, day, period_end, now))
+
+
+async def settle_due(pool: asyncpg.Pool, now: datetime) -> list[RunResult]:
+    """Settle every day that has ended and has no run yet, oldest first (the job)."""
+    results: list[RunResult] = []
+    last = await pool.fetchval("SELECT max(business_date) FROM settlement_runs")
+    target = last_due_day(now)
+    if last is None:
+        first_booked = await pool.fetchval("SELECT min(booked_at) FROM journal_entries")
+        last = target - timedelta(days=1) if first_booked is None else _day_before(first_booked)
+    day = last + timedelta(days=1)
+    while day <= target and len(results) < CATCH_UP_DAYS_MAX:
+        results.append(await settle_day(pool, day, now))
+        day += timedelta(days=1)
+    return results
+
+
+def _day_before(moment: datetime) -> date:
+    return business_date(moment) - timedelta(days=1)
+
+
+async def _settle(
+    conn: asyncpg.Connection, day: date, period_end: datetime, now: datetime
+) -> RunResult:
+    latest = await conn.fetchval("SELECT max(business_date) FROM settlement_runs")
+    if latest is not None and latest >= day:
+        done = await conn.fetchrow(
+            "SELECT id, statements, entries FROM settlement_runs WHERE business_date = $1", day
+        )
+        if done is None:
+            raise Conflict(
+                f"{day} comes before {latest}, the last settled day; its entries are"
+                " already in later statements",
+                code="settlement_out_of_order",
+            )
+        return RunResult(day, done["id"], False, done["statements"], done["entries"])
+    if latest is not None and latest < day - timedelta(days=1):
+        raise Conflict(
+            f"settle {latest + timedelta(days=1)} first: days are settled in order",
+            code="settlement_gap",
+        )
+    run_id = await conn.fetchval(
+        "INSERT INTO settlement_runs (business_date, period_end, started_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        day,
+        period_end,
+        now,
+    )
+    if run_id is None:  # another worker settled it while we waited on its claim
+        done = await conn.fetchrow(
+            "SELECT id, statements, entries FROM settlement_runs WHERE business_date = $1", day
+        )
+        return RunResult(day, done["id"], False, done["statements"], done["entries"])
+    previous = await conn.fetchrow(
+        "SELECT period_end, liability_points, liability_micros FROM settlement_runs"
+        " WHERE business_date < $1 ORDER BY business_date DESC LIMIT 1",
+        day,
+    )
+    statements = await _open_statements(conn, run_id, day, period_end, previous, now)
+    entries = await _file_entries(conn, run_id, period_end, statements)
+    partner_lines = await _partner_lines(conn, run_id)
+    position = await _recognise(conn, run_id, previous, partner_lines)
+    await _post_money(conn, run_id, statements, partner_lines, position, now)
+    await conn.execute(
+        "UPDATE settlement_runs SET finished_at = $2, statements = $3, entries = $4,"
+        " liability_points = $5, liability_micros = $6 WHERE id = $1",
+        run_id,
+        now,
+        len(statements),
+        entries,
+        position.liability_points,
+        position.liability_micros,
+    )
+    await _announce(conn, run_id, now)
+    return RunResult(day, run_id, True, len(statements), entries)
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    statement_id: int
+    partner_id: int | None
+    money_account_id: int | None
+
+
+async def _open_statements(
+    conn: asyncpg.Connection,
+    run_id: int,
+    day: date,
+    period_end: datetime,
+    previous: asyncpg.Record | None,
+    now: datetime,
+) -> list[_Opened]:
+    partners = await conn.fetch(
+        """
+        SELECT p.id, p.settlement_period, p.created_at, money.id AS money_account_id,
+               (SELECT max(s.period_end) FROM statements s WHERE s.partner_id = p.id) AS last_end
+        FROM partners p
+        JOIN accounts money ON money.partner_id = p.id AND money.kind = 'partner_money'
+        WHERE p.created_at < $1
+        ORDER BY p.id
+        """,
+        period_end,
+    )
+    keys: list[int] = [0]  # 0 is the programme's statement
+    periods: list[Period] = ["daily"]
+    starts = [day_end(day - timedelta(days=1))]
+    sinces = [None if previous is None else previous["period_end"] - LATE_ENTRY_WINDOW]
+    money: dict[int, int | None] = {0: None}
+    for partner in partners:
+        bounds = period_ending(partner["settlement_period"], day)
+        if bounds is None:
+            continue
+        keys.append(partner["id"])
+        periods.append(partner["settlement_period"])
+        starts.append(bounds[0])
+        # Entries still unsettled can be no older than the last close (less the
+        # window for late commits) or, for a new partner, than the partner.
+        sinces.append((partner["last_end"] or partner["created_at"]) - LATE_ENTRY_WINDOW)
+        money[partner["id"]] = partner["money_account_id"]
+    rows = await conn.fetch(
+        """
+        INSERT INTO statements (run_id, partner_id, period, period_start, period_end, closed_at,
+                                since)
+        SELECT $1, nullif(k, 0), p, s, $2, $3, c
+        FROM unnest($4::bigint[], $5::text[], $6::timestamptz[], $7::timestamptz[]) AS x(k, p, s, c)
+        RETURNING id, coalesce(partner_id, 0) AS key
+        """,
+        run_id,
+        period_end,
+        now,
+        keys,
+        periods,
+        starts,
+        sinces,
+    )
+    return [_Opened(r["id"], r["key"] or None, money[r["key"]]) for r in rows]
+
+
+async def _file_entries(
+    conn: asyncpg.Connection, run_id: int, period_end: datetime, statements: list[_Opened]
+) -> int:
+    """Put every unsettled entry booked before `period_end` into its statement."""
+    # One range scan of the journal from the earliest `since`, hash-joined to
+    # the run's statements by partner (0: the programme's own entries).
+    status = await conn.execute(
+        """
+        INSERT INTO settled_entries (entry_id, statement_id)
+        SELECT e.id, s.id
+        FROM journal_entries e
+        JOIN statements s
+          ON s.run_id = $1 AND coalesce(s.partner_id, 0) = coalesce(e.partner_id, 0)
+        WHERE e.booked_at < $2
+          AND e.booked_at >= (SELECT CASE WHEN bool_or(since IS NULL) THEN '-infinity'
+                                          ELSE min(since) END
+                              FROM statements WHERE run_id = $1)
+          AND e.booked_at >= coalesce(s.since, '-infinity')
+          AND NOT EXISTS (SELECT FROM settled_entries se WHERE se.entry_id = e.id)
+        """,
+        run_id,
+        period_end,
+    )
+    return int(status.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    statement_id: int
+    category: str
+    entries: int
+    points: int
+    amount_micros: int
+
+    @property
+    def amount_cents(self) -> int:
+        return cents_half_even(self.amount_micros)
+
+
+async def _partner_lines(conn: asyncpg.Connection, run_id: int) -> list[_Line]:
+    """Each partner statement's lines: Σ points x stored price per category,
+    signed as the partner sees it (an earn's posting on the partner's issued
+    account is negative: the partner owes for those points)."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id AS statement_id, e.kind, count(*) AS entries,
+               sum(p.amount)::bigint AS points,
+               sum(p.amount::numeric * e.price_micros) AS micros
+        FROM statements s
+        JOIN settled_entries se ON se.statement_id = s.id
+        JOIN journal_entries e ON e.id = se.entry_id
+        JOIN postings p ON p.entry_id = e.id
+        JOIN accounts a ON a.id = p.account_id
+        WHERE s.run_id = $1 AND s.partner_id IS NOT NULL
+          AND e.kind IN ('earn', 'refund', 'capture')
+          AND a.kind IN ('partner_points_issued', 'partner_points_redeemed')
+        GROUP BY s.id, e.kind
+        """,
+        run_id,
+    )
+    found = {(r["statement_id"], CATEGORY_OF_ENTRY_KIND[r["kind"]]): r for r in rows}
+    statement_ids = await conn.fetch(
+        "SELECT id FROM statements WHERE run_id = $1 AND partner_id IS NOT NULL ORDER BY id", run_id
+    )
+    lines = []
+    for record in statement_ids:
+        for category in PARTNER_CATEGORIES:
+            row = found.get((record["id"], category))
+            lines.append(
+                _Line(
+                    record["id"],
+                    category,
+                    0 if row is None else row["entries"],
+                    0 if row is None else abs(row["points"]),
+                    0 if row is None else int(row["micros"]),
+                )
+            )
+    return lines
+
+
+class _Position(msgspec.Struct, frozen=True):
+    """What the run recognised for the programme, and the liability after it."""
+
+    breakage_points: int
+    breakage_micros: int
+    spread_points: int
+    spread_micros: int  # exact: lots' prices less redemption and refund prices
+    liability_points: int
+    liability_micros: int
+
+
+# How the day's entries change the points liability, valued at the price of
+# the lots the points left: a capture's points are the hold's lots less what
+# went back (latest expiry first, as `RESTORE_HOLD_CTES` puts them back); a
+# refund's come from the purchase's own lot or its debt (the earn's price) and
+# from other lots (`refund_lots`); an expiry's from `lot_expiries`.
+_VALUATION = """
+WITH run_entries AS (
+    SELECT e.id, e.kind, e.transaction_id
+    FROM statements s
+    JOIN settled_entries se ON se.statement_id = s.id
+    JOIN journal_entries e ON e.id = se.entry_id
+    WHERE s.run_id = $1 AND e.kind IN ('capture', 'refund', 'expire')
+),
+hold AS (
+    SELECT hl.points, l.price_micros, t.points - t.points_captured AS restore,
+           sum(hl.points) OVER (PARTITION BY t.id ORDER BY l.expires_at DESC, l.id DESC)
+               - hl.points AS before
+    FROM run_entries r
+    JOIN transactions t ON t.id = r.transaction_id
+    JOIN hold_lots hl ON hl.transaction_id = t.id
+    JOIN lots l ON l.id = hl.lot_id
+    WHERE r.kind = 'capture'
+),
+captured AS (
+    SELECT coalesce(sum(c), 0)::bigint AS points,
+           coalesce(sum(c::numeric * price_micros), 0) AS micros
+    FROM (SELECT points - greatest(0, least(points, restore - before)) AS c, price_micros
+          FROM hold) x
+),
+refunded AS (
+    SELECT coalesce(sum(t.points), 0)::bigint AS points,
+           coalesce(sum((t.points - coalesce(o.points, 0))::numeric * t.price_micros
+                        + coalesce(o.micros, 0)), 0) AS micros
+    FROM run_entries r
+    JOIN transactions t ON t.id = r.transaction_id
+    LEFT JOIN LATERAL (
+        SELECT sum(x.points) AS points, sum(x.points::numeric * l.price_micros) AS micros
+        FROM refund_lots x JOIN lots l ON l.id = x.lot_id
+        WHERE x.transaction_id = t.id
+    ) o ON true
+    WHERE r.kind = 'refund'
+),
+expired AS (
+    SELECT coalesce(sum(x.points), 0)::bigint AS points,
+           coalesce(sum(x.points::numeric * l.price_micros), 0) AS micros
+    FROM run_entries r
+    JOIN lot_expiries x ON x.entry_id = r.id
+    JOIN lots l ON l.id = x.lot_id
+    WHERE r.kind = 'expire'
+)
+SELECT captured.points AS captured_points, captured.micros AS captured_micros,
+       refunded.points AS refunded_points, refunded.micros AS refunded_micros,
+       expired.points AS expired_points, expired.micros AS expired_micros
+FROM captured, refunded, expired
+"""
+
+
+async def _recognise(
+    conn: asyncpg.Connection,
+    run_id: int,
+    previous: asyncpg.Record | None,
+    partner_lines: list[_Line],
+) -> _Position:
+    """The liability after the run and the revenue it recognised, exactly."""
+    moved = await conn.fetchrow(_VALUATION, run_id)
+
+    def total(category: str, field: str) -> int:
+        return sum(getattr(line, field) for line in partner_lines if line.category == category)
+
+    issued_points, issued_micros = (
+        total("points_issued", "points"),
+        -total("points_issued", "amount_micros"),
+    )
+    redeemed_micros = total("points_redeemed", "amount_micros")
+    refunds_micros = total("refunds", "amount_micros")
+    captured_micros = int(moved["captured_micros"])
+    refunded_micros = int(moved["refunded_micros"])
+    expired_micros = int(moved["expired_micros"])
+    before_points = 0 if previous is None else previous["liability_points"]
+    before_micros = 0 if previous is None else int(previous["liability_micros"])
+    return _Position(
+        breakage_points=moved["expired_points"],
+        breakage_micros=expired_micros,
+        spread_points=moved["captured_points"],
+        spread_micros=(captured_micros - redeemed_micros) + (refunded_micros - refunds_micros),
+        liability_points=before_points
+        + issued_points
+        - moved["captured_points"]
+        - moved["refunded_points"]
+        - moved["expired_points"],
+        liability_micros=before_micros
+        + issued_micros
+        - captured_micros
+        - refunded_micros
+        - expired_micros,
+    )
+
+
+_POST_MONEY = Query(f"WITH {go_cte(False)}, {ENTRY_CTES} SELECT {ENTRY_RESULT}")
+
+
+async def _post_money(
+    conn: asyncpg.Connection,
+    run_id: int,
+    statements: list[_Opened],
+    partner_lines: list[_Line],
+    position: _Position,
+    now: datetime,
+) -> None:
+    """The EUR entries of the run, each filed in the statement it belongs to,
+    then the statements' totals and lines."""
+    float_id = await programme_account(conn, "programme_float")
+    spread_id = await programme_account(conn, "programme_revenue_spread")
+    breakage_id = await programme_account(conn, "programme_revenue_breakage")
+    float_before = await conn.fetchval(
+        "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", float_id
+    )
+    net_by_statement: dict[int, int] = {}
+    for line in partner_lines:
+        net_by_statement[line.statement_id] = (
+            net_by_statement.get(line.statement_id, 0) + line.amount_cents
+        )
+    lines = list(partner_lines)
+    filed: list[tuple[int, int]] = []  # (entry id, statement id)
+    for opened in statements:
+        if opened.partner_id is None:
+            continue
+        net = net_by_statement.get(opened.statement_id, 0)
+        assert opened.money_account_id is not None
+        postings = Postings().add(opened.money_account_id, net, "EUR").add(float_id, -net, "EUR")
+        entry_id = await _post(conn, postings, now, partner_id=opened.partner_id)
+        if entry_id is not None:
+            filed.append((entry_id, opened.statement_id))
+    # Recognise revenue so that the float equals the liability, in cents: the
+    # breakage at its lots' prices, and the spread as the rest, which carries
+    # the rounding of the day's statement lines (a few cents at most).
+    float_after_partners = float_before - sum(net_by_statement.values())
+    liability_cents = cents_half_even(position.liability_micros)
+    breakage_cents = cents_half_even(position.breakage_micros)
+    spread_cents = float_after_partners - liability_cents - breakage_cents
+    programme = next(o for o in statements if o.partner_id is None)
+    postings = (
+        Postings()
+        .add(float_id, -(spread_cents + breakage_cents), "EUR")
+        .add(spread_id, spread_cents, "EUR")
+        .add(breakage_id, breakage_cents, "EUR")
+    )
+    entry_id = await _post(conn, postings, now, partner_id=None)
+    if entry_id is not None:
+        filed.append((entry_id, programme.statement_id))
+    net_by_statement[programme.statement_id] = spread_cents + breakage_cents
+    lines += [
+        _Line(
+            programme.statement_id,
+            "breakage",
+            0,
+            position.breakage_points,
+            position.breakage_micros,
+        ),
+        _Line(programme.statement_id, "spread", 0, position.spread_points, position.spread_micros),
+        _Line(
+            programme.statement_id,
+            "liability",
+            0,
+            position.liability_points,
+            position.liability_micros,
+        ),
+    ]
+    await conn.execute(
+        "INSERT INTO settled_entries (entry_id, statement_id)"
+        " SELECT * FROM unnest($1::bigint[], $2::bigint[])",
+        [entry for entry, _ in filed],
+        [statement for _, statement in filed],
+    )
+    await conn.execute(
+        """
+        INSERT INTO statement_lines
+            (statement_id, category, entries, points, amount_micros, amount_cents)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
+                             $5::numeric[], $6::bigint[])
+        """,
+        [line.statement_id for line in lines],
+        [line.category for line in lines],
+        [line.entries for line in lines],
+        [line.points for line in lines],
+        [line.amount_micros for line in lines],
+        # The spread line's cents are the residual above, not its micros rounded.
+        [spread_cents if line.category == "spread" else line.amount_cents for line in lines],
+    )
+    await conn.execute(
+        """
+        UPDATE statements s SET net_cents = x.net,
+            entries = (SELECT count(*) FROM settled_entries se WHERE se.statement_id = s.id)
+        FROM unnest($1::bigint[], $2::bigint[]) AS x(id, net)
+        WHERE s.id = x.id
+        """,
+        list(net_by_statement),
+        list(net_by_statement.values()),
+    )
+
+
+async def _post(
+    conn: asyncpg.Connection, postings: Postings, now: datetime, *, partner_id: int | None
+) -> int | None:
+    if not postings:
+        return None
+    query = _POST_MONEY
+    row = await conn.fetchrow(
+        query.text,
+        *query.args(entry_params(postings, kind="settle", booked_at=now, partner_id=partner_id)),
+    )
+    require_moved(row, postings)
+    return int(row["entry_id"])
+
+
+class _ClosedPayload(msgspec.Struct, kw_only=True):
+    statement_id: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    net_cents: int
+    lines: list[dict[str, Any]]
+
+
+async def _announce(conn: asyncpg.Connection, run_id: int, now: datetime) -> None:
+    rows = await conn.fetch(
+        """
+        SELECT s.partner_id, s.public_id, s.period, s.period_start, s.period_end, s.currency,
+               s.net_cents,
+               (SELECT json_agg(json_build_object('category', l.category, 'entries', l.entries,
+                                                  'points', l.points,
+                                                  'amount_cents', l.amount_cents)
+                                ORDER BY l.category)
+                FROM statement_lines l WHERE l.statement_id = s.id)::text AS lines
+        FROM statements s
+        WHERE s.run_id = $1 AND s.partner_id IS NOT NULL
+        """,
+        run_id,
+    )
+    for row in rows:
+        payload = _ClosedPayload(
+            statement_id=str(row["public_id"]),
+            period=row["period"],
+            period_start=row["period_start"],
+            period_end=row["period_end"],
+            currency=row["currency"].strip(),
+            net_cents=row["net_cents"],
+            lines=msgspec.json.decode(row["lines"] or "[]"),
+        )
+        event = Event(STATEMENT_CLOSED, msgspec.json.encode(payload))
+        await enqueue(conn, row["partner_id"], event, now=now)
