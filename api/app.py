@@ -19,6 +19,7 @@ from api.db.pool import create_pool
 from api.partner_api.controllers import (
     PartnerController,
     ReconciliationController,
+    StatementController,
     TokenController,
     WebhookController,
 )
@@ -78,6 +79,7 @@ def create_app(
             portal_router,
             WebhookController,
             ReconciliationController,
+            StatementController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Stream
 
 from api.coalition.partners import verify_credentials
 from api.errors import DomainError, Unauthorized
@@ -436,3 +437,74 @@ class ReconciliationController(Controller):
     ) -> schemas.ReconciliationOut:
         body = await strict_body(request, schemas.ReconciliationRequest)
         return await services.reconcile(runtime(request.app.state).db, partner.partner_id, body)
+
+
+class StatementController(Controller):
+    """Your settlement statements: one per settlement period (daily unless agreed
+    otherwise), closed after the period's last business day in Europe/Amsterdam.
+    Read only."""
+
+    path = "/partner/v1/statements"
+    tags = ["Partner API: statements"]
+    dependencies = {"partner": Provide(current_partner)}
+    security = [{"bearer": []}]
+
+    @get(
+        "/",
+        summary="List your statements, newest period first",
+        description="Cursor-paginated: pass `next_cursor` back as `cursor`. Problems: "
+        "`invalid_cursor` (400), `invalid_request` (a `limit` outside 1 to "
+        f"{services.STATEMENTS_LIMIT_MAX}).",
+    )
+    async def list_statements(
+        self,
+        request: Request[Any, Any, Any],
+        partner: Partner,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=services.STATEMENTS_LIMIT_MAX)
+        ] = schemas.STATEMENTS_PAGE_SIZE_DEFAULT,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    ) -> schemas.StatementPage:
+        return await services.list_statements(
+            runtime(request.app.state).db, partner.partner_id, limit=limit, cursor=cursor
+        )
+
+    @get(
+        "/{statement_id:str}",
+        summary="Get one of your statements with its lines",
+        description="Problems: `invalid_statement_id` (400: not a UUID), "
+        "`statement_not_found` (404: no statement of yours has this id).",
+    )
+    async def get_statement(
+        self, request: Request[Any, Any, Any], partner: Partner, statement_id: FromPath[str]
+    ) -> schemas.StatementOut:
+        return await services.get_statement(
+            runtime(request.app.state).db, partner.partner_id, statement_id
+        )
+
+    @get(
+        "/{statement_id:str}/csv",
+        summary="Download one of your statements as CSV (streamed)",
+        description="`text/csv; charset=utf-8`, sent as an attachment. First a header row, "
+        "then one `line` row per category (points, exact `amount_micros`, and `amount_eur` "
+        "rounded half-even once per line), a `net` row, then one `entry` row per ledger "
+        "entry behind the lines (transaction id, entry id, booking time, points, the price "
+        "stored on the entry and its exact `amount_micros`). Problems: `invalid_statement_id`, "
+        "`statement_not_found`.",
+        media_type="text/csv",
+        response_description="The statement as CSV",
+    )
+    async def statement_csv(
+        self, request: Request[Any, Any, Any], partner: Partner, statement_id: FromPath[str]
+    ) -> Stream:
+        download = await services.statement_download(
+            runtime(request.app.state).db, partner.partner_id, statement_id
+        )
+        return Stream(
+            download.chunks,
+            media_type="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="{download.filename}"',
+                "Cache-Control": "no-store",
+            },
+        )

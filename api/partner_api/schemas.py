@@ -6,7 +6,7 @@ maximums so that bad input is refused at the edge with a 4xx.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -449,4 +449,88 @@ class ReconciliationOut(msgspec.Struct, kw_only=True):
             description="Burns created in the period that moved no points (still authorized, "
             "voided or expired): not compared, listed so that open authorizations show"
         ),
+    ]
+
+
+# Statements ----------------------------------------------------------------
+# Written once by a settlement run (api/settlement/run.py) and never changed.
+# Signs are the partner's view: positive = the programme pays the partner.
+
+StatementCategory = Literal["points_issued", "refunds", "points_redeemed", "sponsored_rewards"]
+STATEMENTS_PAGE_SIZE_DEFAULT = 20
+
+
+class StatementLineOut(msgspec.Struct, kw_only=True):
+    """One category of a statement: its entries' points times the price stored on each
+    entry, summed exactly, then rounded half-even to the cent once (never per entry)."""
+
+    category: Annotated[
+        StatementCategory,
+        msgspec.Meta(
+            description="`points_issued` (earns at your till: you pay), `refunds` (points "
+            "reversed by your refunds: paid back to you), `points_redeemed` (burns captured "
+            "at your till: the programme pays you), `sponsored_rewards`"
+        ),
+    ]
+    entries: Annotated[int, msgspec.Meta(description="Ledger entries behind this line")]
+    points: Annotated[int, msgspec.Meta(description="Whole points, always 0 or more")]
+    amount_micros: Annotated[
+        int,
+        msgspec.Meta(
+            description="Exact amount in micro-euros (1 cent = 10,000), signed: positive = "
+            "the programme pays you"
+        ),
+    ]
+    amount_cents: Annotated[
+        int,
+        msgspec.Meta(description="`amount_micros` rounded half-even to whole cents, once"),
+    ]
+
+
+class StatementOut(msgspec.Struct, kw_only=True):
+    """A closed settlement statement of yours for one period."""
+
+    id: Annotated[UUID, msgspec.Meta(description="The statement's id")]
+    period: Annotated[
+        Literal["daily", "weekly", "monthly"],
+        msgspec.Meta(description="Your settlement period"),
+    ]
+    period_start: Annotated[
+        datetime, msgspec.Meta(description="Start of the period (UTC instant, inclusive)")
+    ]
+    period_end: Annotated[
+        datetime, msgspec.Meta(description="End of the period (UTC instant, exclusive)")
+    ]
+    first_day: Annotated[
+        date,
+        msgspec.Meta(description="First business day of the period (Europe/Amsterdam calendar)"),
+    ]
+    last_day: Annotated[
+        date,
+        msgspec.Meta(description="Last business day of the period (Europe/Amsterdam calendar)"),
+    ]
+    currency: Annotated[str, msgspec.Meta(examples=["EUR"])]
+    entries: Annotated[int, msgspec.Meta(description="Ledger entries the statement settles")]
+    net_cents: Annotated[
+        int,
+        msgspec.Meta(
+            description="Sum of the lines' `amount_cents`: positive = the programme pays you, "
+            "negative = you pay the programme"
+        ),
+    ]
+    closed_at: Annotated[datetime, msgspec.Meta(description="When the settlement run closed it")]
+    lines: Annotated[
+        list[StatementLineOut],
+        msgspec.Meta(
+            description="One per category, in the order points_issued, refunds, "
+            "points_redeemed, sponsored_rewards"
+        ),
+    ]
+
+
+class StatementPage(msgspec.Struct, kw_only=True):
+    items: Annotated[list[StatementOut], msgspec.Meta(description="Newest period first")]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(description="Pass as `cursor` for the next page; null on the last page"),
     ]

@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -48,7 +49,8 @@ from api.partner_api import schemas
 from api.partner_api.auth import PartnerPrincipal
 from api.partner_api.idempotency import Answer, fingerprint, replay
 from api.settings import Mode
-from api.settlement import reconciliation
+from api.settlement import reconciliation, statements
+from api.settlement.periods import business_date
 from api.webhooks import endpoints as webhook_endpoints
 from api.webhooks.outbox import POINTS_BURNED, POINTS_EARNED, POINTS_REFUNDED, Event
 from api.webhooks.urls import validate_webhook_url
@@ -728,3 +730,127 @@ async def reconcile(
     )
     # The domain's dataclasses carry the schema's field names.
     return msgspec.convert(result, schemas.ReconciliationOut, from_attributes=True)
+
+
+# Statements ----------------------------------------------------------------
+# Read only: a closed statement never changes. Every read takes the partner's
+# id, so another partner's statement is "not found", never "forbidden".
+
+# The read model allows pages of up to STATEMENTS_PAGE_MAX; a page asks it for
+# one more row than it shows, to know whether there is a next page.
+STATEMENTS_LIMIT_MAX = 50
+assert STATEMENTS_LIMIT_MAX < statements.STATEMENTS_PAGE_MAX
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _statement_out(statement: statements.Statement) -> schemas.StatementOut:
+    return schemas.StatementOut(
+        id=statement.public_id,
+        period=statement.period,  # type: ignore[arg-type]  # the table's CHECK limits period to the Literal
+        period_start=statement.period_start,
+        period_end=statement.period_end,
+        first_day=business_date(statement.period_start),
+        last_day=business_date(statement.period_end) - timedelta(days=1),
+        currency=statement.currency,
+        entries=statement.entries,
+        net_cents=statement.net_cents,
+        closed_at=statement.closed_at,
+        lines=[
+            schemas.StatementLineOut(
+                category=line.category,  # type: ignore[arg-type]  # the table's CHECK limits category
+                entries=line.entries,
+                points=line.points,
+                amount_micros=line.amount_micros,
+                amount_cents=line.amount_cents,
+            )
+            for line in statement.lines
+        ],
+    )
+
+
+def encode_statement_cursor(period_end: datetime) -> str:
+    return base64.urlsafe_b64encode(period_end.isoformat().encode()).decode().rstrip("=")
+
+
+def decode_statement_cursor(cursor: str) -> datetime:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        period_end = datetime.fromisoformat(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        period_end = None
+    if period_end is None or period_end.tzinfo is None:
+        raise DomainError(
+            "the cursor is not one this API gave out", code="invalid_cursor", status=400
+        )
+    return period_end
+
+
+def parse_statement_id(text: str) -> UUID:
+    """A statement id from a URL: anything but a UUID is refused with its own code."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise DomainError(
+            f"{text[:60]!r} is not a statement id (a UUID)",
+            code="invalid_statement_id",
+            status=400,
+        ) from None
+
+
+async def list_statements(
+    pool: asyncpg.Pool, partner_id: int, *, limit: int, cursor: str | None
+) -> schemas.StatementPage:
+    if not 1 <= limit <= STATEMENTS_LIMIT_MAX:
+        raise DomainError(f"limit must be 1 to {STATEMENTS_LIMIT_MAX}", code="invalid_request")
+    # A partner has at most one statement per period end (unique index
+    # statements_partner_period), so the period end alone is an exact cursor:
+    # (period_end, id) < (cursor, 0) is period_end < cursor.
+    before = None if cursor is None else (decode_statement_cursor(cursor), 0)
+    await require_active(pool, partner_id)
+    found = await statements.list_statements(pool, partner_id, limit=limit + 1, before=before)
+    next_cursor = None
+    if len(found) > limit:
+        next_cursor = encode_statement_cursor(found[limit - 1].period_end)
+    return schemas.StatementPage(
+        items=[_statement_out(s) for s in found[:limit]], next_cursor=next_cursor
+    )
+
+
+async def _own_statement(
+    pool: asyncpg.Pool, partner_id: int, statement_id: str
+) -> statements.Statement:
+    public_id = parse_statement_id(statement_id)
+    await require_active(pool, partner_id)
+    found = await statements.get_statement(pool, partner_id, public_id)
+    if found is None:
+        # The same answer for "does not exist" and "belongs to another partner".
+        raise NotFound("no such statement for this partner", code="statement_not_found")
+    return found
+
+
+async def get_statement(
+    pool: asyncpg.Pool, partner_id: int, statement_id: str
+) -> schemas.StatementOut:
+    return _statement_out(await _own_statement(pool, partner_id, statement_id))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatementDownload:
+    filename: str
+    chunks: AsyncIterator[bytes]  # streamed: the entry rows are read with a cursor
+
+
+def statement_filename(statement: statements.Statement) -> str:
+    """Named after the period's first business day in Europe/Amsterdam (the
+    statement's own `csv_filename` takes the UTC date of the start, which is
+    the day before for a period that starts at local midnight)."""
+    code = _FILENAME_UNSAFE.sub("_", statement.partner_code)
+    first_day = business_date(statement.period_start).isoformat()
+    return f"kring-statement-{code}-{statement.period}-{first_day}.csv"
+
+
+async def statement_download(
+    pool: asyncpg.Pool, partner_id: int, statement_id: str
+) -> StatementDownload:
+    found = await _own_statement(pool, partner_id, statement_id)
+    return StatementDownload(statement_filename(found), statements.statement_csv(pool, found))

@@ -21,7 +21,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -34,12 +34,18 @@ import msgspec
 from partners.client.errors import PartnerApiError
 from partners.client.models import (
     PAGE_SIZE_MAX,
+    STATEMENTS_PAGE_SIZE_MAX,
     AuthorizeRequest,
     BurnRequest,
     CaptureRequest,
     EarnRequest,
     Member,
+    Reconciliation,
+    ReconciliationRequest,
+    ReconciliationRow,
     RefundRequest,
+    Statement,
+    StatementPage,
     Token,
     TokenRequest,
     Transaction,
@@ -71,6 +77,11 @@ _token_decoder = msgspec.json.Decoder(Token)
 _member_decoder = msgspec.json.Decoder(Member)
 _transaction_decoder = msgspec.json.Decoder(Transaction)
 _page_decoder = msgspec.json.Decoder(TransactionPage)
+_statement_decoder = msgspec.json.Decoder(Statement)
+_statement_page_decoder = msgspec.json.Decoder(StatementPage)
+_reconciliation_decoder = msgspec.json.Decoder(Reconciliation)
+CSV_MEDIA_TYPE: Final = "text/csv"
+CSV_CHUNK_BYTES: Final = 64 * 1024
 
 Id = UUID | str
 
@@ -279,6 +290,94 @@ class PartnerClient:
                 raise PartnerApiError(200, "invalid_response", "the server repeated a page cursor")
             cursor = page.next_cursor
         raise PartnerApiError(200, "invalid_response", f"more than {PAGES_MAX} pages")
+
+    # --- statements and reconciliation ---------------------------------------
+
+    async def statements(
+        self, limit: int | None = None, cursor: str | None = None
+    ) -> StatementPage:
+        """One page of closed settlement statements, newest period first; pass
+        `next_cursor` back for the next page."""
+        params: dict[str, str | int] = {}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = await self._call("GET", "/statements", params=params)
+        return _decode(_statement_page_decoder, response)
+
+    async def iter_statements(
+        self, *, page_size: int = STATEMENTS_PAGE_SIZE_MAX
+    ) -> AsyncIterator[Statement]:
+        """Every statement, newest first, page by page."""
+        cursor: str | None = None
+        for _ in range(PAGES_MAX):
+            page = await self.statements(limit=page_size, cursor=cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            if page.next_cursor == cursor:
+                raise PartnerApiError(200, "invalid_response", "the server repeated a page cursor")
+            cursor = page.next_cursor
+        raise PartnerApiError(200, "invalid_response", f"more than {PAGES_MAX} pages")
+
+    async def statement(self, statement_id: Id) -> Statement:
+        """One statement with its lines; `statement_not_found` if it is not yours."""
+        response = await self._call("GET", f"/statements/{_segment(statement_id)}")
+        return _decode(_statement_decoder, response)
+
+    async def statement_csv(self, statement_id: Id) -> bytes:
+        """The statement's CSV, whole (see `iter_statement_csv` for large ones)."""
+        return b"".join([chunk async for chunk in self.iter_statement_csv(statement_id)])
+
+    async def iter_statement_csv(
+        self, statement_id: Id, *, chunk_bytes: int = CSV_CHUNK_BYTES
+    ) -> AsyncIterator[bytes]:
+        """The statement's CSV as the server streams it, in chunks.
+
+        A refused token is renewed once before the first byte; a connection
+        lost in the middle raises `PartnerApiError` (`transport_error`): the
+        CSV never changes, so ask for it again from the start."""
+        path = f"/statements/{_segment(statement_id)}/csv"
+        refreshed = False
+        while True:
+            token = await self.access_token()
+            headers = {"Authorization": f"Bearer {token}", "Accept": CSV_MEDIA_TYPE}
+            try:
+                async with self._http.stream("GET", path, headers=headers) as response:
+                    if response.status_code == 401 and not refreshed:
+                        refreshed = True
+                        self._forget_token(token)
+                        continue
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise _error_from(response)
+                    async for chunk in response.aiter_bytes(chunk_bytes):
+                        yield chunk
+                    return
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                code = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport_error"
+                raise PartnerApiError(0, code, str(exc) or type(exc).__name__) from exc
+
+    async def reconcile(
+        self,
+        period_start: datetime,
+        period_end: datetime,
+        transactions: Sequence[ReconciliationRow],
+    ) -> Reconciliation:
+        """Compare your own transactions for `[period_start, period_end)` with
+        Kring's. Read only: no idempotency key, safe to repeat."""
+        body = ReconciliationRequest(
+            period_start=period_start, period_end=period_end, transactions=list(transactions)
+        )
+        response = await self._call(
+            "POST",
+            "/reconciliations",
+            content=_encoder.encode(body),
+            headers={"Content-Type": "application/json"},
+        )
+        return _decode(_reconciliation_decoder, response)
 
     # --- tokens ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ stay integers; a float where an integer belongs is refused).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final
 from uuid import UUID
 
@@ -137,3 +137,176 @@ class RefundRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     amount_cents: int
     currency: str
     receipt_ref: str | None = None
+
+
+# Statements -----------------------------------------------------------------
+# Amounts are signed from the partner's side: positive = the programme pays
+# the partner. `amount_micros` is exact (1 cent = 10,000 micros); each line's
+# `amount_cents` is it rounded half-even once; `net_cents` sums the lines' cents.
+
+STATEMENTS_PAGE_SIZE_MAX: Final = 50
+
+CATEGORY_POINTS_ISSUED: Final = "points_issued"
+CATEGORY_REFUNDS: Final = "refunds"
+CATEGORY_POINTS_REDEEMED: Final = "points_redeemed"
+CATEGORY_SPONSORED_REWARDS: Final = "sponsored_rewards"
+
+
+class StatementLine(msgspec.Struct, kw_only=True):
+    category: str
+    entries: int
+    points: int
+    amount_micros: int
+    amount_cents: int
+
+
+class Statement(msgspec.Struct, kw_only=True):
+    id: UUID
+    period: str
+    period_start: datetime
+    period_end: datetime  # exclusive
+    first_day: date  # business days in Europe/Amsterdam
+    last_day: date
+    currency: str
+    entries: int
+    net_cents: int
+    closed_at: datetime
+    lines: list[StatementLine]
+
+
+class StatementPage(msgspec.Struct, kw_only=True):
+    items: list[Statement]
+    next_cursor: str | None = None
+
+
+# Reconciliation ---------------------------------------------------------------
+# POST /reconciliations compares the partner's own list for a period with
+# Kring's; it writes nothing, so it takes no idempotency key.
+
+RECONCILIATION_ROWS_MAX: Final = 10_000
+
+
+class ReconciliationRow(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One transaction as your books have it: give `transaction_id`, `receipt_ref`, or both."""
+
+    kind: str
+    points: int
+    transaction_id: UUID | None = None
+    receipt_ref: str | None = None
+    amount_cents: int | None = None
+
+
+class ReconciliationRequest(msgspec.Struct, kw_only=True):
+    period_start: datetime
+    period_end: datetime
+    transactions: list[ReconciliationRow]
+
+
+class ReconciliationValues(msgspec.Struct, kw_only=True):
+    kind: str
+    points: int
+    amount_cents: int | None = None
+    receipt_ref: str | None = None
+
+
+class ReconciliationMatch(msgspec.Struct, kw_only=True):
+    row: int
+    transaction_id: UUID
+    matched_by: str
+
+
+class ReconciliationMismatch(msgspec.Struct, kw_only=True):
+    row: int
+    transaction_id: UUID
+    matched_by: str
+    fields: list[str]
+    partner: ReconciliationValues
+    kring: ReconciliationValues
+
+
+class ReconciliationMissingInKring(msgspec.Struct, kw_only=True):
+    row: int
+    kind: str
+    points: int
+    reason: str  # not_found, outside_period, not_captured
+    transaction_id: UUID | None = None
+    receipt_ref: str | None = None
+    amount_cents: int | None = None
+    kring_transaction_id: UUID | None = None
+    kring_status: str | None = None
+    kring_created_at: datetime | None = None
+
+
+class ReconciliationMissingInPartner(msgspec.Struct, kw_only=True):
+    transaction_id: UUID
+    kind: str
+    status: str
+    points: int
+    created_at: datetime
+    amount_cents: int | None = None
+    receipt_ref: str | None = None
+
+
+class ReconciliationDuplicate(msgspec.Struct, kw_only=True):
+    row: int
+    first_row: int
+    kind: str
+    transaction_id: UUID | None = None
+    receipt_ref: str | None = None
+
+
+class ReconciliationAmbiguous(msgspec.Struct, kw_only=True):
+    row: int
+    kind: str
+    candidate_transaction_ids: list[UUID]
+    receipt_ref: str | None = None
+
+
+class ReconciliationUncapturedBurn(msgspec.Struct, kw_only=True):
+    transaction_id: UUID
+    status: str
+    points_authorized: int
+    created_at: datetime
+    receipt_ref: str | None = None
+
+
+class ReconciliationTotals(msgspec.Struct, kw_only=True):
+    transactions: int
+    earn_points: int
+    earn_amount_cents: int
+    burn_points: int
+    refund_points: int
+    refund_amount_cents: int
+    net_points: int
+
+
+class ReconciliationSideTotals(msgspec.Struct, kw_only=True):
+    partner: ReconciliationTotals
+    kring: ReconciliationTotals
+
+
+class ReconciliationSummary(msgspec.Struct, kw_only=True):
+    partner_rows: int
+    kring_transactions: int
+    matched: int
+    mismatched: int
+    missing_in_kring: int
+    missing_in_partner: int
+    duplicates: int
+    ambiguous: int
+    uncaptured_burns: int
+    reconciled: bool
+
+
+class Reconciliation(msgspec.Struct, kw_only=True):
+    period_start: datetime
+    period_end: datetime
+    summary: ReconciliationSummary
+    totals: ReconciliationSideTotals
+    matched: list[ReconciliationMatch] = []
+    mismatched: list[ReconciliationMismatch] = []
+    missing_in_kring: list[ReconciliationMissingInKring] = []
+    missing_in_partner: list[ReconciliationMissingInPartner] = []
+    duplicates: list[ReconciliationDuplicate] = []
+    ambiguous: list[ReconciliationAmbiguous] = []
+    uncaptured_burns: list[ReconciliationUncapturedBurn] = []
