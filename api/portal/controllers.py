@@ -20,6 +20,7 @@ from api.errors import DomainError
 from api.partner_api import schemas, services
 from api.partner_api.idempotency import Answer
 from api.portal import session as sessions
+from api.portal import statements as statement_pages
 from api.portal import webhooks as webhook_pages
 from api.portal.credentials import active_clients
 from api.portal.forms import format_cents, normalize_card, parse_euros, parse_points
@@ -343,6 +344,7 @@ portal_router = Router(
         credentials,
         rotate,
         *webhook_pages.HANDLERS,
+        *statement_pages.HANDLERS,
     ],
     dependencies={"who": Provide(signed_in)},
     exception_handlers={
