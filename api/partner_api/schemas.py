@@ -510,7 +510,14 @@ class StatementOut(msgspec.Struct, kw_only=True):
         msgspec.Meta(description="Last business day of the period (Europe/Amsterdam calendar)"),
     ]
     currency: Annotated[str, msgspec.Meta(examples=["EUR"])]
-    entries: Annotated[int, msgspec.Meta(description="Ledger entries the statement settles")]
+    entries: Annotated[
+        int,
+        msgspec.Meta(
+            description="Every ledger entry of yours the statement settles, including those "
+            "that move no money (such as points becoming available) and the settlement's own "
+            "money entry; each line's `entries` counts only the entries behind that line"
+        ),
+    ]
     net_cents: Annotated[
         int,
         msgspec.Meta(

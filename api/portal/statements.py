@@ -71,7 +71,7 @@ def period_label(statement: schemas.StatementOut) -> str:
 
 
 def _local(value: datetime) -> str:
-    return value.astimezone(SETTLEMENT_TIMEZONE).strftime("%d %b %Y %H:%M")
+    return value.astimezone(SETTLEMENT_TIMEZONE).strftime("%d %b %Y %H:%M") + " (Amsterdam)"
 
 
 def who_pays(net_cents: int) -> str:
@@ -115,7 +115,9 @@ def view(statement: schemas.StatementOut) -> StatementView:
         id=str(statement.id),
         period=statement.period,
         period_label=period_label(statement),
-        entries=statement.entries,
+        # The lines' entries (what the CSV lists row by row); the statement's own
+        # count also holds entries that move no money and the run's money entry.
+        entries=sum(line.entries for line in statement.lines),
         net=signed_euros(statement.net_cents),
         net_negative=statement.net_cents < 0,
         who_pays=who_pays(statement.net_cents),

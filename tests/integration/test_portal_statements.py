@@ -157,6 +157,8 @@ async def test_a_statement_shows_its_lines_and_the_rounding(
     redeemed = text.split('data-testid="line-points_redeemed"')[1].split("</tr>")[0]
     assert "0,00 €" in redeemed
     assert 'data-testid="statement-net"' in text
+    # The sales behind the lines, not the statement's own count (which holds the run's entry).
+    assert "<dt>Entries</dt><dd>1</dd>" in text
     assert "You pay Kring" in text
     assert "rounded half-even to the cent once" in text
     assert f'href="/portal/statements/{oldest}/csv" download>Download CSV</a>' in text
