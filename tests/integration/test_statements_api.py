@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from api.clock import ManualClock
-from api.coalition.partners import Credentials
+from api.coalition.partners import Credentials, set_partner_status
+from api.db.pool import transaction
 from api.ledger.lots import release_due
 from api.settlement.periods import business_date, day_end, local_midnight
 from api.settlement.run import settle_due
@@ -374,3 +375,16 @@ async def test_the_kit_reconciles_a_period(
         with pytest.raises(PartnerApiError) as refused:
             await kring.reconcile(start, start - timedelta(days=1), [])
         assert refused.value.code == "invalid_period"
+
+
+async def test_a_suspended_partners_live_token_reads_no_statements(
+    http: httpx.AsyncClient,
+    books: Books,
+    pool: asyncpg.Pool,
+    make_partner: Callable[..., Awaitable[Credentials]],
+) -> None:
+    creds = await make_partner()
+    headers = await _headers(http, creds)
+    await transaction(pool, lambda conn: set_partner_status(conn, creds.partner_id, "suspended"))
+    for path in ("/statements", f"/statements/{uuid.uuid4()}", f"/statements/{uuid.uuid4()}/csv"):
+        assert_problem(await http.get(P + path, headers=headers), 403, "partner_suspended")
