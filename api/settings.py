@@ -37,6 +37,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often the periodic jobs (release, expiry, hold voiding) run.
     job_interval_seconds: int = 30
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The programme's own bank account, which `kring payouts` pays partners
+    # from. All three unset: no payout files. Checked like partners' details
+    # (api/coalition/banking.py) and stored normalised; the BIC is derived from
+    # the IBAN when not given, and must be given when it cannot be.
+    payout_account_name: str | None = None
+    payout_iban: str | None = None
+    payout_bic: str | None = None
 
 
 ENV_NAMES: dict[str, str] = {
@@ -50,6 +57,9 @@ ENV_NAMES: dict[str, str] = {
     "hold_minutes_default": "KRING_HOLD_MINUTES_DEFAULT",
     "job_interval_seconds": "KRING_JOB_INTERVAL_SECONDS",
     "log_level": "KRING_LOG_LEVEL",
+    "payout_account_name": "KRING_PAYOUT_ACCOUNT_NAME",
+    "payout_iban": "KRING_PAYOUT_IBAN",
+    "payout_bic": "KRING_PAYOUT_BIC",
 }
 
 _POSITIVE_INTS = (
@@ -100,8 +110,55 @@ def _finish(settings: Settings) -> Settings:
         if settings.mode == "production":
             raise SettingsError("KRING_JWT_SECRET is required when KRING_MODE=production")
         secret = _development_secret(settings.data_dir)
+    settings = _payout_account(settings)
     return msgspec.structs.replace(
         settings, jwt_secret=secret, data_dir=settings.data_dir.resolve()
+    )
+
+
+# Which variable a bank-details error is about, by its code.
+_PAYOUT_ERROR_VARIABLES = {
+    "invalid_iban": "KRING_PAYOUT_IBAN",
+    "invalid_bic": "KRING_PAYOUT_BIC",
+    "account_holder_required": "KRING_PAYOUT_ACCOUNT_NAME",
+}
+
+
+def _payout_account(settings: Settings) -> Settings:
+    """The programme's payout account, validated and normalised, or unset."""
+    name, iban, bic = settings.payout_account_name, settings.payout_iban, settings.payout_bic
+    if name is None and iban is None and bic is None:
+        return settings
+    if iban is None:
+        raise SettingsError(
+            "KRING_PAYOUT_IBAN is required when KRING_PAYOUT_ACCOUNT_NAME or KRING_PAYOUT_BIC"
+            " is set"
+        )
+    if name is None:
+        raise SettingsError(
+            "KRING_PAYOUT_ACCOUNT_NAME (the name on the programme's account) is required when"
+            " KRING_PAYOUT_IBAN is set"
+        )
+    # Imported here: schwifty loads its bank registry, which only this needs.
+    from api.coalition.banking import validate_bank_details
+    from api.errors import DomainError
+
+    try:
+        bank = validate_bank_details(iban, bic, name)
+    except DomainError as exc:
+        variable = _PAYOUT_ERROR_VARIABLES.get(exc.code, "KRING_PAYOUT_IBAN")
+        raise SettingsError(f"{variable} is invalid: {exc.detail}") from None
+    assert bank is not None  # an IBAN was given: details or an error
+    if bank.bic is None:
+        # A payout file names the bank it is paid from.
+        raise SettingsError(
+            "KRING_PAYOUT_BIC is required: it cannot be derived from KRING_PAYOUT_IBAN"
+        )
+    return msgspec.structs.replace(
+        settings,
+        payout_account_name=bank.account_holder,
+        payout_iban=bank.iban,
+        payout_bic=bank.bic,
     )
 
 

@@ -13,21 +13,29 @@ amounts and turns cents into "12345.67" by string slicing, not division.
 
 Partners owed money without usable bank details are returned as flagged, with
 the reason, so that a run shows them to an admin instead of dropping them.
+
+`payouts_for_run` reads what one business day's settlement run owes: every
+partner statement of that run with a positive net (the programme owes the
+partner), with the partner's stored bank details. A partner on weekly or
+monthly statements has a statement only in the run of the day its period
+ends, so it is paid from that day's file and no other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import asyncpg
 from sepaxml import SepaTransfer  # type: ignore[import-untyped]  # sepaxml ships no type hints
 from sepaxml.validation import ValidationError  # type: ignore[import-untyped]  # same package
 
 from api.coalition.banking import validate_bank_details
-from api.errors import DomainError
+from api.errors import DomainError, NotFound
 
 PAIN001_SCHEMA = "pain.001.001.09"
 PAYOUT_CURRENCY = "EUR"  # SEPA credit transfers are in euro only
@@ -36,6 +44,7 @@ PAYOUTS_PER_FILE_MAX = 10_000  # far beyond a coalition's partners; bounds memor
 MESSAGE_ID_LENGTH_MAX = 35  # ISO 20022 Max35Text
 END_TO_END_ID_LENGTH_MAX = 35
 REMITTANCE_LENGTH_MAX = 140  # unstructured remittance (Ustrd), Max140Text
+END_TO_END_DIGEST_LENGTH = 8  # hex characters of the partner code's digest in a shortened id
 
 # The EPC's basic Latin character set, which every SEPA bank must carry
 # unchanged; identifiers outside it may be rewritten or rejected on the way.
@@ -118,9 +127,15 @@ class FlaggedPayout:
 def payout_references(partner_code: str, period_end: date) -> tuple[str, str]:
     """(end-to-end id, remittance information) for a partner's payout for a period."""
     remittance = f"KRING {period_end.isoformat()} {partner_code}"
-    # Partner codes run to 63 characters; the end-to-end id keeps the date and as
-    # much of the code as fits, the remittance line carries it whole.
-    end_to_end = f"KRING-{period_end:%Y%m%d}-{partner_code}"[:END_TO_END_ID_LENGTH_MAX]
+    end_to_end = f"KRING-{period_end:%Y%m%d}-{partner_code}"
+    if len(end_to_end) > END_TO_END_ID_LENGTH_MAX:
+        # Partner codes run to 63 characters and two long ones may share their
+        # first twenty: the id keeps the date and what fits of the code, then a
+        # digest of the whole code, so that ids in one file stay apart. The
+        # remittance line carries the code whole.
+        digest = hashlib.sha256(partner_code.encode()).hexdigest()[:END_TO_END_DIGEST_LENGTH]
+        keep = END_TO_END_ID_LENGTH_MAX - END_TO_END_DIGEST_LENGTH - 1
+        end_to_end = f"{end_to_end[:keep]}-{digest}"
     return end_to_end, remittance
 
 
@@ -135,9 +150,17 @@ def flag_missing_bank_details(
     """
     payouts: list[Payout] = []
     flagged: list[FlaggedPayout] = []
+    seen_codes: set[str] = set()
     for owed in partners_with_amounts:
         if owed.amount_cents <= 0:
             continue
+        # One payout per partner and period: a second would pay twice, and its
+        # end-to-end id would repeat the first's.
+        if owed.partner_code in seen_codes:
+            raise DomainError(
+                f"{owed.partner_code} is owed twice for {period_end}", code="invalid_payout"
+            )
+        seen_codes.add(owed.partner_code)
         if owed.iban is None:
             flagged.append(_flag(owed, "missing_iban", "no IBAN on file"))
             continue
@@ -165,6 +188,71 @@ def flag_missing_bank_details(
 
 def _flag(owed: PartnerOwed, code: str, reason: str) -> FlaggedPayout:
     return FlaggedPayout(owed.partner_code, owed.partner_name, owed.amount_cents, code, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPayouts:
+    """What one business day's settlement run owes partners: paid or flagged."""
+
+    business_date: date
+    payouts: list[Payout]
+    flagged: list[FlaggedPayout]
+
+    @property
+    def message_id(self) -> str:
+        """The file's message id: one per business day, so that a bank refuses
+        the same day's file uploaded twice instead of paying it twice."""
+        return f"KRING-PAYOUT-{self.business_date:%Y%m%d}"
+
+    @property
+    def payout_cents(self) -> int:
+        return sum(payout.amount_cents for payout in self.payouts)
+
+    @property
+    def flagged_cents(self) -> int:
+        return sum(flag.amount_cents for flag in self.flagged)
+
+
+# The partner statements of one run that the programme owes money on. A run's
+# statements all end at the run's period end, and a partner has at most one
+# statement per period end (a unique index), so a partner appears once.
+_OWED_IN_RUN = """
+SELECT p.code, p.name, s.net_cents, p.iban, p.bic, p.account_holder
+FROM statements s
+JOIN partners p ON p.id = s.partner_id
+WHERE s.run_id = $1 AND s.net_cents > 0
+ORDER BY p.code
+"""
+
+
+async def payouts_for_run(conn: asyncpg.Connection | asyncpg.Pool, day: date) -> RunPayouts:
+    """The payouts (and flagged partners) of business day `day`'s settlement run.
+
+    Raises `period_not_settled` when the day has no run yet. Statements never
+    change once closed, so reading the run and its statements in two queries
+    is consistent.
+    """
+    run_id = await conn.fetchval("SELECT id FROM settlement_runs WHERE business_date = $1", day)
+    if run_id is None:
+        raise NotFound(
+            f"{day} is not settled yet: there is no settlement run for it"
+            " (`kring settle` closes every day that has ended)",
+            code="period_not_settled",
+        )
+    rows = await conn.fetch(_OWED_IN_RUN, run_id)
+    owed = [
+        PartnerOwed(
+            partner_code=row["code"],
+            partner_name=row["name"],
+            amount_cents=row["net_cents"],
+            iban=row["iban"],
+            bic=row["bic"],
+            account_holder=row["account_holder"],
+        )
+        for row in rows
+    ]
+    payouts, flagged = flag_missing_bank_details(owed, period_end=day)
+    return RunPayouts(day, payouts, flagged)
 
 
 class _Transfer(SepaTransfer):  # type: ignore[misc]  # the base class is untyped

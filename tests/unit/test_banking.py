@@ -1,4 +1,5 @@
-"""Bank details (IBAN, BIC, account holder) and the SEPA payout file built from them."""
+"""Bank details (IBAN, BIC, account holder), the SEPA payout file built from them, and
+the programme's own payout account in the settings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from importlib.resources import files
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -14,6 +16,7 @@ import xmlschema
 from api.coalition.banking import BankDetails, validate_bank_details
 from api.coalition.partners import NewPartner
 from api.errors import DomainError
+from api.settings import Settings, SettingsError, load_settings
 from api.settlement.payouts import (
     PAIN001_SCHEMA,
     DebtorAccount,
@@ -250,3 +253,77 @@ def test_a_long_partner_code_still_fits_the_end_to_end_id() -> None:
     assert len(payouts[0].end_to_end_id) == 35
     assert payouts[0].remittance_info.endswith(code)
     build(payouts)
+
+
+def test_long_codes_that_share_their_start_keep_distinct_end_to_end_ids() -> None:
+    codes = ["a" * 40 + "-noord", "a" * 40 + "-zuid"]
+    payouts, _ = flag_missing_bank_details(
+        [PartnerOwed(code, "A", 1, "NL91ABNA0417164300", None, "A") for code in codes],
+        period_end=PERIOD_END,
+    )
+    ids = [p.end_to_end_id for p in payouts]
+    assert len(set(ids)) == 2 and all(len(i) == 35 for i in ids)
+    assert all(i.startswith("KRING-20261124-aaaa") for i in ids)
+    build(payouts)
+
+
+def test_a_partner_owed_twice_for_one_period_is_refused() -> None:
+    owed = PartnerOwed("cafe", "Cafe", 100, "NL91ABNA0417164300", None, "Cafe")
+    with pytest.raises(DomainError) as caught:
+        flag_missing_bank_details([owed, owed], period_end=PERIOD_END)
+    assert caught.value.code == "invalid_payout"
+
+
+# -- the programme's payout account (settings) --------------------------------
+
+
+def payout_settings(tmp_path: Path, **env: str) -> Settings:
+    return load_settings({"KRING_DATA_DIR": str(tmp_path), **env})
+
+
+def test_the_payout_account_is_optional_and_stored_normalised(tmp_path: Path) -> None:
+    unset = payout_settings(tmp_path)
+    assert (unset.payout_account_name, unset.payout_iban, unset.payout_bic) == (None, None, None)
+    given = payout_settings(
+        tmp_path,
+        KRING_PAYOUT_ACCOUNT_NAME=" Kring B.V. ",
+        KRING_PAYOUT_IBAN="nl91 abna 0417 1643 00",
+    )
+    assert (given.payout_account_name, given.payout_iban, given.payout_bic) == (
+        "Kring B.V.",
+        "NL91ABNA0417164300",
+        "ABNANL2A",  # derived from the IBAN's bank
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"KRING_PAYOUT_IBAN": "NL92ABNA0417164300"}, "KRING_PAYOUT_IBAN"),
+        ({"KRING_PAYOUT_IBAN": "US12345678901234"}, "KRING_PAYOUT_IBAN"),
+        ({"KRING_PAYOUT_BIC": "RABONL2U"}, "KRING_PAYOUT_BIC"),
+        ({"KRING_PAYOUT_BIC": "ABN"}, "KRING_PAYOUT_BIC"),
+        ({"KRING_PAYOUT_ACCOUNT_NAME": ""}, "KRING_PAYOUT_ACCOUNT_NAME"),
+        ({"KRING_PAYOUT_ACCOUNT_NAME": "x" * 71}, "KRING_PAYOUT_ACCOUNT_NAME"),
+        # A Belgian bank schwifty does not know: the file needs its BIC.
+        ({"KRING_PAYOUT_IBAN": "BE68539007547034"}, "KRING_PAYOUT_BIC"),
+    ],
+)
+def test_a_bad_payout_account_names_its_variable(
+    tmp_path: Path, env: dict[str, str], variable: str
+) -> None:
+    good = {
+        "KRING_PAYOUT_ACCOUNT_NAME": "Kring B.V.",
+        "KRING_PAYOUT_IBAN": "NL91ABNA0417164300",
+    }
+    with pytest.raises(SettingsError) as caught:
+        payout_settings(tmp_path, **(good | env))
+    assert str(caught.value).startswith(variable), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_a_payout_bic_or_name_without_an_iban_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"^KRING_PAYOUT_IBAN is required"):
+        payout_settings(tmp_path, KRING_PAYOUT_BIC="ABNANL2A")
+    with pytest.raises(SettingsError, match=r"^KRING_PAYOUT_ACCOUNT_NAME"):
+        payout_settings(tmp_path, KRING_PAYOUT_IBAN="NL91ABNA0417164300")
