@@ -80,6 +80,10 @@ CHECKS: dict[str, str] = {
         JOIN journal_entries e ON e.id = se.entry_id
         JOIN statements s ON s.id = se.statement_id
         WHERE coalesce(e.partner_id, 0) <> coalesce(s.partner_id, 0) LIMIT 100""",
+    "settled entry or its statement does not exist": """
+        SELECT se.entry_id, se.statement_id FROM settled_entries se
+        WHERE NOT EXISTS (SELECT FROM journal_entries e WHERE e.id = se.entry_id)
+           OR NOT EXISTS (SELECT FROM statements s WHERE s.id = se.statement_id) LIMIT 100""",
     "entry left unsettled after its period closed": f"""
         SELECT e.id AS entry_id, e.partner_id, e.booked_at
         FROM journal_entries e
@@ -94,9 +98,11 @@ CHECKS: dict[str, str] = {
         WHERE s.partner_id IS NOT NULL OR l.category IN ('breakage', 'spread')
         GROUP BY s.id HAVING s.net_cents <> sum(l.amount_cents) LIMIT 100""",
     "statement's entry count differs from its settled entries": """
-        SELECT s.id AS statement_id, s.entries, count(se.entry_id) AS settled
-        FROM statements s LEFT JOIN settled_entries se ON se.statement_id = s.id
-        GROUP BY s.id HAVING s.entries <> count(se.entry_id) LIMIT 100""",
+        SELECT s.id AS statement_id, s.entries, count(e.id) AS settled
+        FROM statements s
+        LEFT JOIN settled_entries se ON se.statement_id = s.id
+        LEFT JOIN journal_entries e ON e.id = se.entry_id AND e.kind <> 'settle'
+        GROUP BY s.id HAVING s.entries <> count(e.id) LIMIT 100""",
     "partner money differs from the net of its statements": """
         SELECT a.partner_id, a.balance, coalesce(s.total, 0) AS statements_net
         FROM accounts a

@@ -24,7 +24,7 @@ line totals and builds the handful of money entries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -58,6 +58,8 @@ CATEGORY_OF_ENTRY_KIND = {
 # A run settles at most this many days in one call (a worker that was down
 # for a long time catches up over several ticks, each bounded).
 CATCH_UP_DAYS_MAX = 62
+# Where the first run looks from: before any entry can have been booked.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,10 @@ async def _settle(
             f"settle {latest + timedelta(days=1)} first: days are settled in order",
             code="settlement_gap",
         )
+    # The pool plans statements generically, which suits the ledger's key
+    # lookups; a run's statements scan a day of entries and want plans made
+    # for their actual parameters.
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
     run_id = await conn.fetchval(
         "INSERT INTO settlement_runs (business_date, period_end, started_at) VALUES ($1, $2, $3)"
         " ON CONFLICT DO NOTHING RETURNING id",
@@ -134,10 +140,10 @@ async def _settle(
         day,
     )
     statements = await _open_statements(conn, run_id, day, period_end, previous, now)
-    entries = await _file_entries(conn, run_id, period_end, statements)
-    partner_lines = await _partner_lines(conn, run_id)
+    filed, partner_lines = await _file_and_sum(conn, statements, period_end)
+    entries = sum(filed.values())
     position = await _recognise(conn, run_id, previous, partner_lines)
-    await _post_money(conn, run_id, statements, partner_lines, position, now)
+    await _post_money(conn, statements, filed, partner_lines, position, now)
     await conn.execute(
         "UPDATE settlement_runs SET finished_at = $2, statements = $3, entries = $4,"
         " liability_points = $5, liability_micros = $6 WHERE id = $1",
@@ -157,6 +163,7 @@ class _Opened:
     statement_id: int
     partner_id: int | None
     money_account_id: int | None
+    since: datetime  # the earliest booking time the run files into it
 
 
 async def _open_statements(
@@ -181,7 +188,7 @@ async def _open_statements(
     keys: list[int] = [0]  # 0 is the programme's statement
     periods: list[Period] = ["daily"]
     starts = [day_end(day - timedelta(days=1))]
-    sinces = [None if previous is None else previous["period_end"] - LATE_ENTRY_WINDOW]
+    sinces = [EARLIEST if previous is None else previous["period_end"] - LATE_ENTRY_WINDOW]
     money: dict[int, int | None] = {0: None}
     for partner in partners:
         bounds = period_ending(partner["settlement_period"], day)
@@ -200,7 +207,7 @@ async def _open_statements(
                                 since)
         SELECT $1, nullif(k, 0), p, s, $2, $3, c
         FROM unnest($4::bigint[], $5::text[], $6::timestamptz[], $7::timestamptz[]) AS x(k, p, s, c)
-        RETURNING id, coalesce(partner_id, 0) AS key
+        RETURNING id, coalesce(partner_id, 0) AS key, since
         """,
         run_id,
         period_end,
@@ -210,33 +217,7 @@ async def _open_statements(
         starts,
         sinces,
     )
-    return [_Opened(r["id"], r["key"] or None, money[r["key"]]) for r in rows]
-
-
-async def _file_entries(
-    conn: asyncpg.Connection, run_id: int, period_end: datetime, statements: list[_Opened]
-) -> int:
-    """Put every unsettled entry booked before `period_end` into its statement."""
-    # One range scan of the journal from the earliest `since`, hash-joined to
-    # the run's statements by partner (0: the programme's own entries).
-    status = await conn.execute(
-        """
-        INSERT INTO settled_entries (entry_id, statement_id)
-        SELECT e.id, s.id
-        FROM journal_entries e
-        JOIN statements s
-          ON s.run_id = $1 AND coalesce(s.partner_id, 0) = coalesce(e.partner_id, 0)
-        WHERE e.booked_at < $2
-          AND e.booked_at >= (SELECT CASE WHEN bool_or(since IS NULL) THEN '-infinity'
-                                          ELSE min(since) END
-                              FROM statements WHERE run_id = $1)
-          AND e.booked_at >= coalesce(s.since, '-infinity')
-          AND NOT EXISTS (SELECT FROM settled_entries se WHERE se.entry_id = e.id)
-        """,
-        run_id,
-        period_end,
-    )
-    return int(status.split()[-1])
+    return [_Opened(r["id"], r["key"] or None, money[r["key"]], r["since"]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,45 +233,74 @@ class _Line:
         return cents_half_even(self.amount_micros)
 
 
-async def _partner_lines(conn: asyncpg.Connection, run_id: int) -> list[_Line]:
-    """Each partner statement's lines: Σ points x stored price per category,
-    signed as the partner sees it (an earn's posting on the partner's issued
-    account is negative: the partner owes for those points)."""
+# Files every unsettled entry booked in [since, period end) into its
+# statement, and sums the money lines of what it filed, in one statement: one
+# range scan of the journal hash-joined to the run's statements by partner
+# (key 0: the programme's own entries). An entry settled already (a late
+# arrival is looked for from `since` on) conflicts and is skipped, so the
+# primary key, not a check beforehand, is what keeps "exactly once".
+_FILE_AND_SUM = """
+WITH filed AS (
+    INSERT INTO settled_entries (entry_id, statement_id)
+    SELECT e.id, s.id
+    FROM journal_entries e
+    JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS s(key, id, since)
+      ON s.key = coalesce(e.partner_id, 0)
+    WHERE e.booked_at < $4 AND e.booked_at >= $5 AND e.booked_at >= s.since
+    ON CONFLICT (entry_id) DO NOTHING
+    RETURNING entry_id, statement_id
+)
+SELECT f.statement_id, e.kind, count(*) AS entries, sum(p.amount)::bigint AS points,
+       sum(p.amount::numeric * e.price_micros) AS micros
+FROM filed f
+JOIN journal_entries e ON e.id = f.entry_id
+JOIN postings p ON p.entry_id = f.entry_id
+JOIN accounts a ON a.id = p.account_id
+WHERE e.kind IN ('earn', 'refund', 'capture')
+  AND a.kind IN ('partner_points_issued', 'partner_points_redeemed')
+GROUP BY f.statement_id, e.kind
+UNION ALL
+SELECT statement_id, 'filed', count(*), 0, 0 FROM filed GROUP BY statement_id
+"""
+
+
+async def _file_and_sum(
+    conn: asyncpg.Connection, statements: list[_Opened], period_end: datetime
+) -> tuple[dict[int, int], list[_Line]]:
+    """(entries filed per statement, each partner statement's lines). A line
+    is Σ points x stored price per category, signed as the partner sees it:
+    an earn's posting on the partner's issued account is negative, because
+    the partner owes for those points."""
     rows = await conn.fetch(
-        """
-        SELECT s.id AS statement_id, e.kind, count(*) AS entries,
-               sum(p.amount)::bigint AS points,
-               sum(p.amount::numeric * e.price_micros) AS micros
-        FROM statements s
-        JOIN settled_entries se ON se.statement_id = s.id
-        JOIN journal_entries e ON e.id = se.entry_id
-        JOIN postings p ON p.entry_id = e.id
-        JOIN accounts a ON a.id = p.account_id
-        WHERE s.run_id = $1 AND s.partner_id IS NOT NULL
-          AND e.kind IN ('earn', 'refund', 'capture')
-          AND a.kind IN ('partner_points_issued', 'partner_points_redeemed')
-        GROUP BY s.id, e.kind
-        """,
-        run_id,
+        _FILE_AND_SUM,
+        [o.partner_id or 0 for o in statements],
+        [o.statement_id for o in statements],
+        [o.since for o in statements],
+        period_end,
+        min(o.since for o in statements),
     )
-    found = {(r["statement_id"], CATEGORY_OF_ENTRY_KIND[r["kind"]]): r for r in rows}
-    statement_ids = await conn.fetch(
-        "SELECT id FROM statements WHERE run_id = $1 AND partner_id IS NOT NULL ORDER BY id", run_id
-    )
+    filed = {r["statement_id"]: r["entries"] for r in rows if r["kind"] == "filed"}
+    found = {
+        (r["statement_id"], CATEGORY_OF_ENTRY_KIND[r["kind"]]): r
+        for r in rows
+        if r["kind"] != "filed"
+    }
     lines = []
-    for record in statement_ids:
+    for opened in statements:
+        if opened.partner_id is None:
+            continue
         for category in PARTNER_CATEGORIES:
-            row = found.get((record["id"], category))
+            row = found.get((opened.statement_id, category))
             lines.append(
                 _Line(
-                    record["id"],
+                    opened.statement_id,
                     category,
                     0 if row is None else row["entries"],
                     0 if row is None else abs(row["points"]),
                     0 if row is None else int(row["micros"]),
                 )
             )
-    return lines
+    return filed, lines
 
 
 class _Position(msgspec.Struct, frozen=True):
@@ -407,8 +417,8 @@ _POST_MONEY = Query(f"WITH {go_cte(False)}, {ENTRY_CTES} SELECT {ENTRY_RESULT}")
 
 async def _post_money(
     conn: asyncpg.Connection,
-    run_id: int,
     statements: list[_Opened],
+    filed: dict[int, int],
     partner_lines: list[_Line],
     position: _Position,
     now: datetime,
@@ -427,7 +437,7 @@ async def _post_money(
             net_by_statement.get(line.statement_id, 0) + line.amount_cents
         )
     lines = list(partner_lines)
-    filed: list[tuple[int, int]] = []  # (entry id, statement id)
+    money_entries: list[tuple[int, int]] = []  # (entry id, statement id)
     for opened in statements:
         if opened.partner_id is None:
             continue
@@ -436,7 +446,7 @@ async def _post_money(
         postings = Postings().add(opened.money_account_id, net, "EUR").add(float_id, -net, "EUR")
         entry_id = await _post(conn, postings, now, partner_id=opened.partner_id)
         if entry_id is not None:
-            filed.append((entry_id, opened.statement_id))
+            money_entries.append((entry_id, opened.statement_id))
     # Recognise revenue so that the float equals the liability, in cents: the
     # breakage at its lots' prices, and the spread as the rest, which carries
     # the rounding of the day's statement lines (a few cents at most).
@@ -453,7 +463,7 @@ async def _post_money(
     )
     entry_id = await _post(conn, postings, now, partner_id=None)
     if entry_id is not None:
-        filed.append((entry_id, programme.statement_id))
+        money_entries.append((entry_id, programme.statement_id))
     net_by_statement[programme.statement_id] = spread_cents + breakage_cents
     lines += [
         _Line(
@@ -475,8 +485,8 @@ async def _post_money(
     await conn.execute(
         "INSERT INTO settled_entries (entry_id, statement_id)"
         " SELECT * FROM unnest($1::bigint[], $2::bigint[])",
-        [entry for entry, _ in filed],
-        [statement for _, statement in filed],
+        [entry for entry, _ in money_entries],
+        [statement for _, statement in money_entries],
     )
     await conn.execute(
         """
@@ -495,13 +505,14 @@ async def _post_money(
     )
     await conn.execute(
         """
-        UPDATE statements s SET net_cents = x.net,
-            entries = (SELECT count(*) FROM settled_entries se WHERE se.statement_id = s.id)
-        FROM unnest($1::bigint[], $2::bigint[]) AS x(id, net)
+        UPDATE statements s SET net_cents = x.net, entries = x.entries
+        FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(id, net, entries)
         WHERE s.id = x.id
         """,
-        list(net_by_statement),
-        list(net_by_statement.values()),
+        [o.statement_id for o in statements],
+        [net_by_statement.get(o.statement_id, 0) for o in statements],
+        # The journal entries behind the statement, not its own money entry.
+        [filed.get(o.statement_id, 0) for o in statements],
     )
 
 

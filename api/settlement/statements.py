@@ -17,6 +17,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from api.settlement.periods import business_date
+
 STATEMENTS_PAGE_MAX = 100
 CSV_FETCH_ROWS = 2_000
 # The order a statement shows its lines in.
@@ -61,8 +63,8 @@ class Statement:
 
     @property
     def csv_filename(self) -> str:
-        local_day = self.period_start.strftime("%Y-%m-%d")
-        return f"kring-statement-{self.partner_code}-{self.period}-{local_day}.csv"
+        first_day = business_date(self.period_start).isoformat()  # the partner's calendar
+        return f"kring-statement-{self.partner_code}-{self.period}-{first_day}.csv"
 
 
 _SELECT = """

@@ -96,8 +96,8 @@ CREATE TABLE statements (
     net_cents     bigint NOT NULL DEFAULT 0,
     closed_at     timestamptz NOT NULL,
     -- The earliest booking time the run looked at for this statement: the
-    -- previous close less the window for late commits (NULL: from the start).
-    since         timestamptz,
+    -- previous close less the window for late commits.
+    since         timestamptz NOT NULL,
     CHECK (period_end > period_start)
 );
 CREATE UNIQUE INDEX statements_partner_period ON statements (partner_id, period_end)
@@ -121,10 +121,14 @@ CREATE TABLE statement_lines (
 );
 
 -- Every journal entry lands in exactly one statement: the primary key makes
--- it a constraint, and the journal itself stays append-only.
+-- it a constraint, and the journal itself stays append-only. No foreign keys:
+-- only a run writes here, from a join of the journal with its own
+-- statements, and per-row key checks would double the time of a run over a
+-- million entries; `kring ledger check` proves every row points at an entry
+-- and a statement.
 CREATE TABLE settled_entries (
-    entry_id      bigint PRIMARY KEY REFERENCES journal_entries(id),
-    statement_id  bigint NOT NULL REFERENCES statements(id)
+    entry_id      bigint PRIMARY KEY,
+    statement_id  bigint NOT NULL
 );
 CREATE INDEX settled_entries_statement ON settled_entries (statement_id)
 """
