@@ -46,12 +46,6 @@ CATEGORY_HINTS = {
 }
 
 
-def signed_euros(cents: int) -> str:
-    """-123 -> "-1,23 €": the portal's euro format with a sign (a statement's
-    amounts are signed; positive = Kring pays the shop)."""
-    return ("-" if cents < 0 else "") + format_cents(abs(cents))
-
-
 def exact_euros(micros: int) -> str:
     """-1_234_500 -> "-1,2345 €": exact, at least two decimals, no rounding."""
     whole, fraction = divmod(abs(micros), _MICROS_PER_EURO)
@@ -118,7 +112,7 @@ def view(statement: schemas.StatementOut) -> StatementView:
         # The lines' entries (what the CSV lists row by row); the statement's own
         # count also holds entries that move no money and the run's money entry.
         entries=sum(line.entries for line in statement.lines),
-        net=signed_euros(statement.net_cents),
+        net=format_cents(statement.net_cents),
         net_negative=statement.net_cents < 0,
         who_pays=who_pays(statement.net_cents),
         closed_at=_local(statement.closed_at),
@@ -130,7 +124,7 @@ def view(statement: schemas.StatementOut) -> StatementView:
                 entries=line.entries,
                 points=line.points,
                 exact=exact_euros(line.amount_micros),
-                amount=signed_euros(line.amount_cents),
+                amount=format_cents(line.amount_cents),
                 negative=line.amount_cents < 0,
             )
             for line in statement.lines

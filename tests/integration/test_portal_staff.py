@@ -61,6 +61,8 @@ def test_points_and_cents_formatting() -> None:
             parse_points(bad)
     assert format_cents(123456) == "1.234,56 €"
     assert format_cents(7) == "0,07 €"
+    assert format_cents(-123) == "-1,23 €"
+    assert format_cents(-123456) == "-1.234,56 €"
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ import pytest
 from api.clock import ManualClock
 from api.coalition.partners import Credentials
 from api.db.pool import transaction
+from api.portal.forms import format_cents
 from api.portal.staff import create_staff
-from api.portal.statements import STATEMENTS_PAGE_SIZE, exact_euros, signed_euros
+from api.portal.statements import STATEMENTS_PAGE_SIZE, exact_euros
 from api.settlement.periods import business_date, day_end
 from api.settlement.run import settle_due
 from partners.client import PartnerClient
@@ -105,10 +106,10 @@ async def manager(app: Any, cafe: Cafe) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def test_amounts_read_as_euros_with_a_sign() -> None:
-    assert signed_euros(-123) == "-1,23 €"
-    assert signed_euros(-5) == "-0,05 €"
-    assert signed_euros(123_456) == "1.234,56 €"
-    assert signed_euros(0) == "0,00 €"
+    assert format_cents(-123) == "-1,23 €"
+    assert format_cents(-5) == "-0,05 €"
+    assert format_cents(123_456) == "1.234,56 €"
+    assert format_cents(0) == "0,00 €"
     assert exact_euros(-956_571) == "-0,956571 €"
     assert exact_euros(1_230_000) == "1,23 €"
     assert exact_euros(-1_234_567_890_000) == "-1.234.567,89 €"
