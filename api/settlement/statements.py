@@ -20,7 +20,7 @@ import msgspec
 from api.settlement.periods import business_date
 
 STATEMENTS_PAGE_MAX = 100
-CSV_FETCH_ROWS = 2_000
+CSV_PAGE_ROWS = 5_000
 # The order a statement shows its lines in.
 LINE_ORDER = ("points_issued", "refunds", "points_redeemed", "sponsored_rewards")
 CSV_COLUMNS = (
@@ -139,7 +139,8 @@ def euros(cents: int) -> str:
 
 
 # The entries behind the lines: one row per earn, refund and capture, with the
-# points on the partner's account and the price stored on the entry.
+# points on the partner's account and the price stored on the entry; a page
+# at a time, after entry id $2.
 _ENTRIES = """
 SELECT e.id AS entry_id, e.transaction_id, e.kind, e.booked_at, p.amount AS points,
        e.price_micros, p.amount::numeric * e.price_micros AS amount_micros
@@ -147,9 +148,10 @@ FROM settled_entries se
 JOIN journal_entries e ON e.id = se.entry_id
 JOIN postings p ON p.entry_id = e.id
 JOIN accounts a ON a.id = p.account_id
-WHERE se.statement_id = $1 AND e.kind IN ('earn', 'refund', 'capture')
+WHERE se.statement_id = $1 AND se.entry_id > $2 AND e.kind IN ('earn', 'refund', 'capture')
   AND a.kind IN ('partner_points_issued', 'partner_points_redeemed')
-ORDER BY e.id
+ORDER BY se.entry_id
+LIMIT $3
 """
 _CATEGORY = {"earn": "points_issued", "refund": "refunds", "capture": "points_redeemed"}
 
@@ -186,8 +188,13 @@ async def statement_csv(pool: asyncpg.Pool, statement: Statement) -> AsyncIterat
         ("net", "", "", "", "", statement.entries, "", "", "", euros(statement.net_cents))
     )
     yield flush()
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        async for row in conn.cursor(_ENTRIES, statement.id, prefetch=CSV_FETCH_ROWS):
+    # Page by entry id, one short query each: a slow download holds no
+    # connection and no transaction between pages (a closed statement does
+    # not change, so the pages add up to one consistent list).
+    after = 0
+    while True:
+        rows = await pool.fetch(_ENTRIES, statement.id, after, CSV_PAGE_ROWS)
+        for row in rows:
             writer.writerow(
                 (
                     "entry",
@@ -202,6 +209,7 @@ async def statement_csv(pool: asyncpg.Pool, statement: Statement) -> AsyncIterat
                     "",
                 )
             )
-            if buffer.tell() > 64 * 1024:
-                yield flush()
-    yield flush()
+        yield flush()
+        if len(rows) < CSV_PAGE_ROWS:
+            return
+        after = rows[-1]["entry_id"]

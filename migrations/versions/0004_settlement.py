@@ -130,7 +130,7 @@ CREATE TABLE settled_entries (
     entry_id      bigint PRIMARY KEY,
     statement_id  bigint NOT NULL
 );
-CREATE INDEX settled_entries_statement ON settled_entries (statement_id)
+CREATE INDEX settled_entries_statement ON settled_entries (statement_id, entry_id)
 """
 
 DOWNGRADE = """

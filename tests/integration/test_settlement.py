@@ -322,3 +322,29 @@ async def test_statement_closed_is_announced_to_partners_with_an_endpoint(
     assert {line["category"]: line["amount_cents"] for line in payload["lines"]}[
         "points_issued"
     ] == -25
+
+
+async def test_the_csv_pages_through_entries_without_losing_or_repeating_one(
+    make_partner, make_member, client_for, pool, clock, monkeypatch
+):
+    from api.settlement import statements as read
+
+    await settle_through_today(pool, clock)
+    shop = await make_partner(return_window_days=0)
+    card = await make_member()
+    async with client_for(shop) as a:
+        earns = [
+            await a.earn(card_number=card, amount_cents=100 * n, currency="EUR")
+            for n in range(1, 6)
+        ]
+        await release_due(pool, clock.now())
+        burn = await a.burn(card_number=card, points=3)
+    await settle_through_today(pool, clock)
+    [statement] = await read.list_statements(pool, shop.partner_id, limit=1)
+    monkeypatch.setattr(
+        read, "CSV_PAGE_ROWS", 2
+    )  # pages of two: 6 rows over 3 pages and an empty one
+    body = b"".join([chunk async for chunk in read.statement_csv(pool, statement)]).decode()
+    entry_rows = [line.split(",") for line in body.splitlines() if line.startswith("entry,")]
+    assert [row[2] for row in entry_rows] == [str(e.id) for e in earns] + [str(burn.id)]
+    assert [row[1] for row in entry_rows] == ["points_issued"] * 5 + ["points_redeemed"]
