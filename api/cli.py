@@ -1,14 +1,16 @@
-"""The `kring` command: serve, worker, db, demo, partner, member, staff, ledger."""
+"""The `kring` command: serve, worker, db, demo, partner, member, staff, settle, payouts, ledger."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -403,6 +405,112 @@ def settle(ctx: Context, day: datetime | None) -> None:
             f"{result.business_date}: {verb}, {result.statements} statements,"
             f" {result.entries} entries"
         )
+
+
+@main.command()
+@click.option(
+    "--period",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    required=True,
+    help="The settled business day whose statements to pay, e.g. 2026-11-24.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the pain.001 file. Default: kring-payouts-<period>.xml here.",
+)
+@click.option(
+    "--execution-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The day the bank should pay. Default: the next weekday.",
+)
+@pass_context
+def payouts(
+    ctx: Context, day: datetime, output: Path | None, execution_date: datetime | None
+) -> None:
+    """Write the SEPA payout file (pain.001) for a settled day; list flagged partners."""
+    from api.errors import DomainError
+    from api.settlement.payouts import DebtorAccount, build_pain001, payouts_for_run
+    from api.settlement.periods import business_date
+    from api.settlement.statements import euros
+
+    settings = ctx.settings
+    if settings.payout_account_name is None or settings.payout_iban is None:
+        click.echo(
+            "kring: payouts need the programme's bank account: set KRING_PAYOUT_ACCOUNT_NAME"
+            " and KRING_PAYOUT_IBAN (and KRING_PAYOUT_BIC when it cannot be derived)",
+            err=True,
+        )
+        sys.exit(2)
+    assert settings.payout_bic is not None  # settings derive it or refuse to start
+    debtor = DebtorAccount(settings.payout_account_name, settings.payout_iban, settings.payout_bic)
+    today = business_date(Clock().now())
+    when = execution_date.date() if execution_date is not None else _next_weekday(today)
+    if when < today:
+        click.echo(f"kring: --execution-date {when} is in the past", err=True)
+        sys.exit(2)
+    period = day.date()
+    try:
+        run = ctx.run_db(lambda pool: payouts_for_run(pool, period))
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    for payout in run.payouts:
+        click.echo(
+            f"pay      {payout.partner_code:<24} EUR {euros(payout.amount_cents):>12}"
+            f"  {payout.account_holder}, {payout.iban}"
+        )
+    for flag in run.flagged:
+        click.echo(
+            f"flagged  {flag.partner_code:<24} EUR {euros(flag.amount_cents):>12}"
+            f"  not paid: {flag.code}: {flag.reason}",
+            err=True,
+        )
+    if run.flagged:
+        click.echo(
+            f"{len(run.flagged)} partner(s) owed EUR {euros(run.flagged_cents)} are not in the"
+            " file: fix their bank details with `kring partner set-bank`",
+            err=True,
+        )
+    if not run.payouts:
+        if run.flagged:
+            click.echo(f"no payout file written: every partner owed money for {period} is flagged")
+        else:
+            click.echo(f"no payout file written: no partner is owed money for {period}")
+        return
+    try:
+        xml = build_pain001(debtor, run.payouts, execution_date=when, message_id=run.message_id)
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    path = output if output is not None else Path(f"kring-payouts-{period.isoformat()}.xml")
+    try:
+        _write_atomically(path, xml)
+    except OSError as exc:
+        click.echo(f"kring: cannot write {path}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"wrote {path}: {len(run.payouts)} payout(s), EUR {euros(run.payout_cents)},"
+        f" paid on {when} from {debtor.iban}"
+    )
+
+
+def _next_weekday(day: date) -> date:
+    """The first Monday-to-Friday after `day` (banks move a holiday to their next day)."""
+    day += timedelta(days=1)
+    while day.isoweekday() > 5:
+        day += timedelta(days=1)
+    return day
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """A half-written payout file never sits where a bank upload could pick it up."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_bytes(content)
+    os.replace(staging, path)
 
 
 @main.group()

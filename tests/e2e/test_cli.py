@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -200,3 +202,95 @@ def test_sigterm_stops_the_server_and_its_embedded_database(data_dir: Path, serv
     while postgres_running() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not postgres_running()
+
+
+PAYOUT_ACCOUNT = {
+    "KRING_PAYOUT_ACCOUNT_NAME": "Kring B.V.",
+    "KRING_PAYOUT_IBAN": "NL91ABNA0417164300",
+}
+
+
+def settle_a_day_of_burns(data_dir: Path, day: date) -> None:
+    """Book `day` at a shop and two partners where points are burned (one
+    without an IBAN), through the partner API's services, and settle it."""
+    from api.coalition.members import create_member
+    from api.coalition.partners import NewPartner, create_partner
+    from api.db import migrate
+    from api.db.embedded import start_embedded
+    from api.db.pool import create_pool, transaction
+    from api.demo.history import Tills
+    from api.ledger.lots import release_due
+    from api.partner_api.auth import PartnerPrincipal
+    from api.settlement.periods import day_end, local_midnight
+    from api.settlement.run import settle_day
+
+    partners = [
+        NewPartner("cli-shop", "Shop", "shop", return_window_days=0),
+        NewPartner(
+            "cli-cafe", "Cafe", "cafe", iban="NL44RABO0123456789", account_holder="Cafe B.V."
+        ),
+        NewPartner("cli-kiosk", "Kiosk", "kiosk"),
+    ]
+    opened = local_midnight(day) + timedelta(hours=8)
+
+    async def book(url: str) -> None:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+
+            async def cast(conn: asyncpg.Connection) -> tuple[dict[str, Any], str]:
+                made = {p.code: await create_partner(conn, p, now=opened) for p in partners}
+                return made, (await create_member(conn, now=opened)).card_number
+
+            made, card = await transaction(pool, cast)
+            tills = Tills(
+                pool,
+                {c: PartnerPrincipal(m.partner_id, m.partner_public_id) for c, m in made.items()},
+            )
+            at = opened + timedelta(hours=1)
+            await tills.earn(at, "cli-shop", card, 10_000, "R1", "till-1")  # 100 points
+            await release_due(pool, at)
+            await tills.burn(at, "cli-cafe", card, 50, "R2", "till-1")  # 50 x 0.8 cent
+            await tills.burn(at, "cli-kiosk", card, 25, "R3", "till-1")
+            await settle_day(pool, day, day_end(day) + timedelta(hours=1))
+        finally:
+            await pool.close()
+
+    server, url = start_embedded(data_dir)
+    try:
+        migrate.upgrade(url)
+        asyncio.run(book(url))
+    finally:
+        server.stop()
+
+
+def test_payouts_writes_the_sepa_file_of_a_settled_day_only(data_dir: Path, tmp_path: Path) -> None:
+    from api.settlement.periods import business_date
+
+    day = business_date(datetime.now(UTC)) - timedelta(days=2)
+    settle_a_day_of_burns(data_dir, day)
+
+    unsettled = run(
+        data_dir, "payouts", "--period", str(day + timedelta(days=1)), env=PAYOUT_ACCOUNT
+    )
+    assert unsettled.returncode == 1
+    assert f"period_not_settled: {day + timedelta(days=1)} is not settled yet" in unsettled.stderr
+    assert not list(tmp_path.iterdir())
+
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environ |= {"KRING_DATA_DIR": str(data_dir), **PAYOUT_ACCOUNT}
+    settled = subprocess.run(
+        [KRING, "payouts", "--period", str(day)],
+        env=environ,
+        cwd=tmp_path,  # the file goes to the current directory by default
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert settled.returncode == 0, settled.stderr
+    assert "cli-cafe" in settled.stdout and "EUR         0.40" in settled.stdout
+    assert "cli-shop" not in settled.stdout + settled.stderr  # it owes the programme
+    assert "flagged  cli-kiosk" in settled.stderr and "missing_iban" in settled.stderr
+    xml = (tmp_path / f"kring-payouts-{day}.xml").read_text()
+    assert "<CtrlSum>0.40</CtrlSum>" in xml and "NL44RABO0123456789" in xml
+    assert f"<EndToEndId>KRING-{day:%Y%m%d}-cli-cafe</EndToEndId>" in xml
+    assert "NL91ABNA0417164300" in xml  # paid from the programme's account

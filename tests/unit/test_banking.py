@@ -327,3 +327,20 @@ def test_a_payout_bic_or_name_without_an_iban_is_refused(tmp_path: Path) -> None
         payout_settings(tmp_path, KRING_PAYOUT_BIC="ABNANL2A")
     with pytest.raises(SettingsError, match=r"^KRING_PAYOUT_ACCOUNT_NAME"):
         payout_settings(tmp_path, KRING_PAYOUT_IBAN="NL91ABNA0417164300")
+
+
+def test_kring_payouts_refuses_without_the_programmes_account(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from api.cli import main
+
+    env: dict[str, str | None] = {
+        "KRING_DATA_DIR": str(tmp_path),
+        "KRING_PAYOUT_ACCOUNT_NAME": None,
+        "KRING_PAYOUT_IBAN": None,
+        "KRING_PAYOUT_BIC": None,
+    }
+    result = CliRunner().invoke(main, ["payouts", "--period", "2026-11-24"], env=env)
+    assert result.exit_code == 2
+    assert "KRING_PAYOUT_ACCOUNT_NAME and KRING_PAYOUT_IBAN" in result.output
+    assert not (tmp_path / "pgdata").exists()  # refused before touching the database
