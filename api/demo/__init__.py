@@ -1,9 +1,12 @@
 """`kring demo`: a believable coalition with a year of history.
 
-Six partners with their own terms, a few hundred members with their own
-habits, and a year of purchases, payments with points, returns, releases and
-expiries, all written through the partner API's service functions, so the
-ledger is exactly what a year of real traffic would have left.
+Six partners with their own terms (all but one with bank details), a few
+hundred members with their own habits, and a year of purchases, payments with
+points, returns, releases and expiries, all written through the partner API's
+service functions, so the ledger is exactly what a year of real traffic would
+have left; then every ended day of the demo year is settled (the first run
+also carries the launch weeks), so statements and payouts exist as the
+settlement job would have left them.
 
 Seeding is idempotent: when the demo partners exist, `seed_demo` writes
 nothing and returns the summary again (a history that failed half-way is
@@ -38,6 +41,7 @@ from api.demo.credentials import (
 from api.demo.history import Shopper, Tills, Year
 from api.partner_api.auth import PartnerPrincipal
 from api.portal.staff import create_staff
+from api.settlement.payouts import payouts_for_run
 
 __all__ = ["DEMO_CODES", "seed_demo"]
 
@@ -260,6 +264,15 @@ async def _stats(pool: asyncpg.Pool) -> DemoStats:
         " WHERE p.code = ANY($1::text[]) GROUP BY t.kind",
         DEMO_CODES,
     )
+    settled = await pool.fetchrow(
+        "SELECT count(*) AS days, max(business_date) AS last,"
+        " (SELECT count(*) FROM statements) AS statements FROM settlement_runs"
+    )
+    run = await payouts_for_run(pool, settled["last"]) if settled["last"] is not None else None
+    without_iban = await pool.fetch(
+        "SELECT code FROM partners WHERE code = ANY($1::text[]) AND iban IS NULL ORDER BY code",
+        DEMO_CODES,
+    )
     return DemoStats(
         partners=row["partners"],
         members=row["members"],
@@ -270,4 +283,12 @@ async def _stats(pool: asyncpg.Pool) -> DemoStats:
         open_holds=row["open_holds"],
         members_in_debt=row["in_debt"],
         expired_points=row["expired"],
+        settled_days=settled["days"],
+        statements=settled["statements"],
+        last_settled=settled["last"],
+        payouts=len(run.payouts) if run else 0,
+        payout_cents=run.payout_cents if run else 0,
+        flagged=len(run.flagged) if run else 0,
+        flagged_cents=run.flagged_cents if run else 0,
+        partners_without_iban=[r["code"] for r in without_iban],
     )

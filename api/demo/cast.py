@@ -59,6 +59,10 @@ class DemoPartner:
     # None: in the coalition since launch; else joined this many days ago.
     joined_days_ago: int | None = None
     drivers_only: bool = False
+    # Where the programme pays the partner (valid demo IBANs, not real
+    # accounts); None: no bank details on file, so its payouts are flagged.
+    iban: str | None = None
+    account_holder: str | None = None
 
     def new_partner(self) -> NewPartner:
         return NewPartner(
@@ -69,6 +73,8 @@ class DemoPartner:
             issuance_price_micros=self.issuance_price_micros,
             redemption_price_micros=self.redemption_price_micros,
             return_window_days=self.return_window_days,
+            iban=self.iban,
+            account_holder=self.account_holder,
         )
 
 
@@ -91,6 +97,8 @@ PARTNERS: tuple[DemoPartner, ...] = (
         return_after_days=(1, 6),
         stores=("versmarkt-utrecht-centrum", "versmarkt-amersfoort-zuid", "versmarkt-zeist"),
         receipt_prefix="VM",
+        iban="NL44RABO0123456789",
+        account_holder="Versmarkt B.V.",
     ),
     DemoPartner(
         code="tankpunt",
@@ -111,6 +119,8 @@ PARTNERS: tuple[DemoPartner, ...] = (
         stores=("tankpunt-a12-bunnik", "tankpunt-utrecht-west", "tankpunt-a28-de-bilt"),
         receipt_prefix="TP",
         drivers_only=True,
+        iban="NL69INGB0123456789",
+        account_holder="Tankpunt Nederland B.V.",
     ),
     DemoPartner(
         code="boekhuis-lindeboom",
@@ -130,6 +140,8 @@ PARTNERS: tuple[DemoPartner, ...] = (
         return_after_days=(2, 12),
         stores=("lindeboom-oudegracht",),
         receipt_prefix="BL",
+        iban="NL70TRIO0123456789",
+        account_holder="Boekhuis Lindeboom V.O.F.",
     ),
     DemoPartner(
         code="cinema-lumiere",
@@ -149,6 +161,8 @@ PARTNERS: tuple[DemoPartner, ...] = (
         return_after_days=(1, 2),
         stores=("lumiere-vredenburg",),
         receipt_prefix="CL",
+        iban="NL12SNSB0123456789",
+        account_holder="Stichting Cinema Lumière",
     ),
     DemoPartner(
         code="stijl-online",
@@ -169,6 +183,8 @@ PARTNERS: tuple[DemoPartner, ...] = (
         stores=("webshop",),
         receipt_prefix="SO",
         joined_days_ago=270,
+        iban="NL23BUNQ0123456789",
+        account_holder="Stijl Online B.V.",
     ),
     DemoPartner(
         code="cafe-de-hoek",
@@ -189,6 +205,7 @@ PARTNERS: tuple[DemoPartner, ...] = (
         stores=("de-hoek-neude",),
         receipt_prefix="DH",
         joined_days_ago=150,
+        iban=None,  # new, and has not sent its bank details yet: its payouts are flagged
     ),
 )
 PARTNERS_BY_CODE = {p.code: p for p in PARTNERS}

@@ -9,7 +9,7 @@ summary.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import msgspec
@@ -55,6 +55,16 @@ class DemoStats(msgspec.Struct, kw_only=True):
     open_holds: int
     members_in_debt: int
     expired_points: int
+    # Settlement: runs (business days closed) and statements, and what the
+    # last settled day owes partners, paid or flagged (api/settlement/payouts.py).
+    settled_days: int = 0
+    statements: int = 0
+    last_settled: date | None = None
+    payouts: int = 0
+    payout_cents: int = 0
+    flagged: int = 0
+    flagged_cents: int = 0
+    partners_without_iban: list[str] = []
 
 
 def credentials_path(data_dir: Path) -> Path:
@@ -90,6 +100,28 @@ def _curl(api_url: str, partner: PartnerCredentials, card_number: str) -> str:
     )
 
 
+def _euros(cents: int) -> str:
+    whole, part = divmod(cents, 100)
+    return f"EUR {whole:,}.{part:02d}"
+
+
+def _settlement_line(stats: DemoStats) -> str:
+    if stats.last_settled is None:
+        return "No business day is settled yet (`kring settle` closes every day that has ended)."
+    day = stats.last_settled.isoformat()
+    owed_cents = stats.payout_cents + stats.flagged_cents
+    line = (
+        f"Settled {stats.settled_days:,} business days ({stats.statements:,} statements);"
+        f" {day} owes {stats.payouts + stats.flagged} partner(s) {_euros(owed_cents)}"
+    )
+    if stats.flagged:
+        line += f", {_euros(stats.flagged_cents)} of it flagged"
+    line += f" (`kring payouts --period {day}`)"
+    if stats.partners_without_iban:
+        line += f"; no IBAN on file for {', '.join(stats.partners_without_iban)}"
+    return line + "."
+
+
 def render_summary(
     stats: DemoStats,
     *,
@@ -117,6 +149,7 @@ def render_summary(
         f" {stats.members_in_debt} member(s) owing points after a refund;"
         f" {stats.expired_points:,} points have expired so far."
     )
+    lines.append(_settlement_line(stats))
     if credentials is None:
         where = f" ({path})" if path else ""
         lines += [

@@ -1,6 +1,7 @@
 """`kring demo`: a believable coalition with a year of history, written through
 the partner API's services (the module's ledger check runs at teardown),
-seeded once however often it is called, with credentials that work."""
+settled day by day, seeded once however often it is called, with credentials
+that work."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from api.coalition.partners import verify_credentials
 from api.demo import DEMO_CODES, seed_demo
 from api.demo.cast import draw_people
 from api.demo.credentials import CREDENTIALS_FILE
+from api.ledger.check import check_ledger
 from api.portal.staff import authenticate
+from api.settlement.payouts import payouts_for_run
+from api.settlement.periods import business_date, last_due_day
 
 MEMBERS = 40
 TABLES = (
@@ -202,3 +206,57 @@ def test_the_cast_is_the_same_for_the_same_seed():
 
     assert cast(7) == cast(7)
     assert cast(7) != cast(8)
+
+
+async def test_every_ended_day_is_settled_and_the_ledger_checks_clean(demo, pool):
+    summary, _ = demo
+    runs = await pool.fetchrow(
+        "SELECT count(*) AS days, min(business_date) AS first, max(business_date) AS last"
+        " FROM settlement_runs"
+    )
+    # Settlement went live the day before the demo year, and every day since
+    # that has ended is settled, none skipped; the first run took the launch
+    # customers' entries from years before.
+    year_ago = business_date(datetime.now(UTC) - timedelta(days=365))
+    assert year_ago - timedelta(days=2) <= runs["first"] <= year_ago
+    assert runs["last"] >= last_due_day(datetime.now(UTC)) - timedelta(days=1)
+    assert runs["days"] == (runs["last"] - runs["first"]).days + 1
+    first_run_of_oldest_entry = await pool.fetchval(
+        "SELECT r.business_date FROM journal_entries e"
+        " JOIN settled_entries se ON se.entry_id = e.id JOIN statements s ON s.id = se.statement_id"
+        " JOIN settlement_runs r ON r.id = s.run_id ORDER BY e.booked_at LIMIT 1"
+    )
+    assert first_run_of_oldest_entry == runs["first"]
+    statements = dict(
+        await pool.fetch(
+            "SELECT p.code, count(*) FROM statements s JOIN partners p ON p.id = s.partner_id"
+            " GROUP BY p.code"
+        )
+    )
+    assert set(statements) == set(DEMO_CODES)
+    # The café joined 150 days ago: a statement for each day since.
+    assert 149 <= statements["cafe-de-hoek"] <= 151
+    assert (
+        await pool.fetchval("SELECT count(*) FROM statements WHERE partner_id IS NULL")
+        == (runs["days"])
+    )
+    assert f"Settled {runs['days']:,} business days" in summary
+    async with pool.acquire() as conn:
+        assert await check_ledger(conn) == []
+
+
+async def test_all_partners_but_the_cafe_can_be_paid(demo, pool):
+    banks = dict(
+        await pool.fetch("SELECT code, iban FROM partners WHERE code = ANY($1::text[])", DEMO_CODES)
+    )
+    assert [code for code, iban in banks.items() if iban is None] == ["cafe-de-hoek"]
+    # A day the café is owed money shows it flagged, the others paid.
+    day = await pool.fetchval(
+        "SELECT max(r.business_date) FROM settlement_runs r JOIN statements s ON s.run_id = r.id"
+        " JOIN partners p ON p.id = s.partner_id"
+        " WHERE p.code = 'cafe-de-hoek' AND s.net_cents > 0"
+    )
+    assert day is not None
+    run = await payouts_for_run(pool, day)
+    assert [(f.partner_code, f.code) for f in run.flagged] == [("cafe-de-hoek", "missing_iban")]
+    assert all(p.iban for p in run.payouts)
