@@ -408,6 +408,43 @@ def settle(ctx: Context, day: datetime | None) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_context
+def position(ctx: Context, as_json: bool) -> None:
+    """The programme's position after the last settlement: liability, float, revenue."""
+    from api.settlement.position import programme_position
+    from api.settlement.statements import euros
+
+    figures = ctx.run_db(programme_position)
+    liability_cents = figures.float_cents  # the float is kept equal to the liability
+    out = {
+        "settled_through": None
+        if figures.settled_through is None
+        else str(figures.settled_through),
+        "liability_points": figures.liability.points,
+        "liability_micros": figures.liability.micros,
+        "float_cents": figures.float_cents,
+        "spread_cents": figures.spread_cents,
+        "breakage_cents": figures.breakage_cents,
+        "partners_net_cents": figures.partners_net_cents,
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"settled through       {out['settled_through'] or 'nothing settled yet'}")
+    click.echo(
+        f"points liability      {figures.liability.points:,} points, EUR {euros(liability_cents)}"
+        " (the float holds it)"
+    )
+    click.echo(f"spread earned         EUR {euros(figures.spread_cents)}")
+    click.echo(f"breakage recognised   EUR {euros(figures.breakage_cents)}")
+    click.echo(
+        f"partners, net         EUR {euros(figures.partners_net_cents)}"
+        " (positive: the programme owes them)"
+    )
+
+
+@main.command()
 @click.option(
     "--period",
     "day",

@@ -66,10 +66,12 @@ async def programme_position(conn: asyncpg.Connection | asyncpg.Pool) -> Program
     row = await conn.fetchrow(
         """
         SELECT r.business_date, r.liability_points, r.liability_micros,
-               sum(a.balance) FILTER (WHERE a.kind = 'programme_float') AS float_cents,
-               sum(a.balance) FILTER (WHERE a.kind = 'programme_revenue_spread') AS spread,
-               sum(a.balance) FILTER (WHERE a.kind = 'programme_revenue_breakage') AS breakage,
-               coalesce(sum(a.balance) FILTER (WHERE a.kind = 'partner_money'), 0) AS partners
+               sum(a.balance) FILTER (WHERE a.kind = 'programme_float')::bigint AS float_cents,
+               sum(a.balance) FILTER (WHERE a.kind = 'programme_revenue_spread')::bigint AS spread,
+               sum(a.balance) FILTER (WHERE a.kind = 'programme_revenue_breakage')::bigint
+                   AS breakage,
+               coalesce(sum(a.balance) FILTER (WHERE a.kind = 'partner_money'), 0)::bigint
+                   AS partners
         FROM accounts a
         LEFT JOIN (SELECT business_date, liability_points, liability_micros
                    FROM settlement_runs ORDER BY business_date DESC LIMIT 1) r ON true

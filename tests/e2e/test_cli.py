@@ -294,3 +294,13 @@ def test_payouts_writes_the_sepa_file_of_a_settled_day_only(data_dir: Path, tmp_
     assert "<CtrlSum>0.40</CtrlSum>" in xml and "NL44RABO0123456789" in xml
     assert f"<EndToEndId>KRING-{day:%Y%m%d}-cli-cafe</EndToEndId>" in xml
     assert "NL91ABNA0417164300" in xml  # paid from the programme's account
+    # The same day again is a no-op; the programme's position explains every cent.
+    again = run(data_dir, "settle", "--period", str(day))
+    assert again.returncode == 0 and f"{day}: already settled" in again.stdout
+    position = json.loads(run(data_dir, "position", "--json").stdout)
+    assert position["partners_net_cents"] == -100 + 40 + 20  # shop pays, cafe and kiosk are paid
+    assert (position["liability_points"], position["float_cents"]) == (25, 25)  # at 1.0 cent
+    assert position["spread_cents"] == 75 * 2_000 // 10_000  # 75 burned at 1.0 - 0.8 cent
+    assert -position["partners_net_cents"] == (
+        position["spread_cents"] + position["breakage_cents"] + position["float_cents"]
+    )
