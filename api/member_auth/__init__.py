@@ -1,0 +1,1 @@
+"""Members signing in: one-time e-mail codes, wallet sessions, member API tokens."""
