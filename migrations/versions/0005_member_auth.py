@@ -1,7 +1,7 @@
-"""Member sign-in
+"""Member sign-in: one-time codes, rate limits, sessions, mail outbox (issue 4).
 
 Revision ID: 0005
-Revises:  one-time codes, rate limits, sessions, mail outbox (issue 4).:0004
+Revises: 0004
 Create Date: 2026-11-26
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0005"
-down_revision = " one-time codes, rate limits, sessions, mail outbox (issue 4).:0004"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
