@@ -3,8 +3,10 @@
 Read only: one statement reads Kring's side, the comparison is plain Python,
 nothing is written. No web framework here; `api.partner_api` renders the result.
 
-Kring's side is the partner's transactions created (Kring's clock) in
-`[period_start, period_end)`, counted as money movements:
+Kring's side is the partner's transactions booked (Kring's clock) in
+`[period_start, period_end)`, as the partner's statements count them: a
+captured burn when it was captured, anything else when it was created. They
+are counted as money movements:
 
 - earns: the points issued and the purchase's `amount_cents`, whatever their
   status (pending or available; a later refund is its own transaction);
@@ -43,6 +45,7 @@ from uuid import UUID
 import asyncpg
 
 from api.errors import DomainError
+from api.ledger.burn import HOLD_MINUTES_MAX
 
 RECONCILIATION_ROWS_MAX = 10_000  # rows a partner may send in one request
 RECONCILIATION_PERIOD_MAX = timedelta(days=31)  # a calendar month at most
@@ -265,15 +268,24 @@ def check_request(period_start: datetime, period_end: datetime, rows: Sequence[P
 
 # Kring's side: one statement -------------------------------------------------
 
-# The period's transactions (range scan on `transactions_partner_page`), plus
-# those outside it that the partner named by id, so that a row dated into the
-# wrong period is told apart from one Kring does not have. Both halves are
-# limited to this partner: another partner's id reads as not found.
-_KRING_SIDE = """
+# The period's transactions, plus those outside it that the partner named by
+# id, so that a row dated into the wrong period is told apart from one Kring
+# does not have. Both halves are limited to this partner: another partner's
+# id reads as not found. A transaction belongs to the period in which Kring
+# booked it, as in the partner's statements: a captured burn when it was
+# captured (`finished_at`), anything else when it was created. A capture
+# comes at most HOLD_MINUTES_MAX after its authorization, so the range scan
+# on `transactions_partner_page` starts that much earlier.
+_BOOKED_AT = (
+    "CASE WHEN t.kind = 'burn' AND t.status = 'captured' THEN t.finished_at ELSE t.created_at END"
+)
+_KRING_SIDE = f"""
 (SELECT t.id, t.kind, t.status, t.points, t.points_captured, t.amount_cents,
         t.receipt_ref, t.created_at, true AS in_period
  FROM transactions t
- WHERE t.partner_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+ WHERE t.partner_id = $1
+   AND t.created_at >= $2::timestamptz - make_interval(mins => $6) AND t.created_at < $3
+   AND {_BOOKED_AT} >= $2 AND {_BOOKED_AT} < $3
  ORDER BY t.created_at, t.id
  LIMIT $5)
 UNION ALL
@@ -281,7 +293,7 @@ SELECT t.id, t.kind, t.status, t.points, t.points_captured, t.amount_cents,
        t.receipt_ref, t.created_at, false AS in_period
 FROM unnest($4::uuid[]) AS named(id)
 JOIN transactions t ON t.id = named.id
-WHERE t.partner_id = $1 AND NOT (t.created_at >= $2 AND t.created_at < $3)
+WHERE t.partner_id = $1 AND NOT ({_BOOKED_AT} >= $2 AND {_BOOKED_AT} < $3)
 """
 
 
@@ -301,6 +313,7 @@ async def load_kring_side(
         period_end,
         sorted(set(named_ids)),
         rows_max + 1,
+        HOLD_MINUTES_MAX,
     )
     if sum(1 for r in records if r["in_period"]) > rows_max:
         raise DomainError(

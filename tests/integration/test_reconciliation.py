@@ -609,3 +609,33 @@ async def test_the_openapi_document_shows_the_endpoint_without_an_idempotency_ke
     assert "read-only" in operation["summary"]
     assert "Idempotency-Key" not in json.dumps(operation.get("parameters", []))
     assert operation["responses"]["200"]
+
+
+async def test_a_burn_counts_in_the_period_it_was_captured_in_as_in_the_statement(
+    make_partner, make_member, client_for, http, pool, clock
+):
+    """Authorized before midnight, captured after: the capture's day, in the
+    reconciliation as in the settlement statement."""
+    from datetime import timedelta
+
+    from api.ledger.lots import release_due
+    from api.settlement.periods import business_date, day_end
+
+    creds = await make_partner(return_window_days=0)
+    card = await make_member()
+    async with client_for(creds) as client:
+        await client.earn(card_number=card, amount_cents=10_000, currency="EUR")
+        await release_due(pool, clock.now())
+        day = business_date(clock.now())
+        clock.set(day_end(day) - timedelta(minutes=5))
+        hold = await client.authorize(
+            card_number=card, points=40, receipt_ref="late", hold_minutes=60
+        )
+        clock.advance(timedelta(minutes=10))  # past midnight
+        await client.capture(hold.id, points=40)
+    first_day = day_end(day - timedelta(days=1))
+    second_day = day_end(day)
+    before = await reconcile(http, creds, first_day, second_day, [])
+    after = await reconcile(http, creds, second_day, second_day + timedelta(days=1), [])
+    assert str(hold.id) not in {t["transaction_id"] for t in before["missing_in_partner"]}
+    assert str(hold.id) in {t["transaction_id"] for t in after["missing_in_partner"]}
