@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
+from api.coalition.card_tokens import card_number_from, token_key
 from api.coalition.partners import verify_credentials
 from api.errors import DomainError, Unauthorized
 from api.partner_api import schemas, services
@@ -135,13 +136,22 @@ class PartnerController(Controller):
     dependencies = {"partner": Provide(current_partner)}
     security = [{"bearer": []}]
 
-    @get("/members/{card_number:str}", summary="Identify a member by card number")
+    @get(
+        "/members/{card_number:str}",
+        summary="Identify a member by card number or card token",
+        description="The path takes the 16-digit card number, or the short-lived token that "
+        "the member's wallet shows as a QR code while online (`K1.` and 40 characters, valid "
+        "for two minutes): `card_token_expired` once it has run out, `card_token_invalid` "
+        "if it was altered or is not ours.",
+    )
     async def identify(
         self, request: Request[Any, Any, Any], partner: Partner, card_number: FromPath[str]
     ) -> schemas.MemberOut:
-        return await services.identify(
-            runtime(request.app.state).db, partner.partner_id, card_number
+        rt = runtime(request.app.state)
+        card = card_number_from(
+            card_number, key=token_key(rt.settings.jwt_secret or ""), now=rt.clock.now()
         )
+        return await services.identify(rt.db, partner.partner_id, card)
 
     @post("/earn", summary="Earn points for a purchase", status_code=201)
     async def earn(

@@ -14,6 +14,7 @@ from litestar.di import Provide
 from litestar.params import FromQuery
 from litestar.response import Redirect
 
+from api.coalition.card_tokens import card_number_from, token_key
 from api.coalition.partners import rotate_credentials
 from api.db.pool import transaction
 from api.errors import DomainError
@@ -175,7 +176,11 @@ async def _member_panel(
     member: schemas.MemberOut | None = None
     if card:
         try:
-            member = await services.identify(rt.db, who.staff.partner_id, card)
+            # A scanned wallet QR carries a short-lived token in place of the number.
+            number = card_number_from(
+                card, key=token_key(rt.settings.jwt_secret or ""), now=rt.clock.now()
+            )
+            member = await services.identify(rt.db, who.staff.partner_id, number)
         except DomainError as exc:
             error = error or exc.detail
     return {

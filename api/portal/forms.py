@@ -11,7 +11,7 @@ from api.money import AMOUNT_CENTS_MAX, POINTS_MAX
 # No thousands separators: "1.250" would be ambiguous between 1250 and 1.25.
 _EUROS = re.compile(r"^(\d{1,12})(?:[.,](\d{1,2}))?$")
 _POINTS = re.compile(r"^\d{1,13}$")
-CARD_INPUT_LENGTH_MAX = 40
+CARD_INPUT_LENGTH_MAX = 64  # a card number as printed, or a wallet card token (43)
 
 
 def parse_euros(text: str) -> int:

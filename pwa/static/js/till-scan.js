@@ -10,9 +10,14 @@
   "use strict";
 
   // What a card's QR code may carry, tried in order; each returns the value for
-  // the card field, or null. Issue 4 adds a signed short-lived token: add its
-  // reader here (and the field it fills), the rest of the flow stays the same.
+  // the card field, or null. The server resolves a token to the member's card
+  // (api/coalition/card_tokens.py), so both fill the same field.
   var CARD_CODE_READERS = [
+    function signedCardToken(text) {
+      // The wallet's live QR: "K1." and 40 base32 characters, valid two minutes.
+      var token = text.toUpperCase();
+      return /^K1\.[A-Z2-7]{40}$/.test(token) ? token : null;
+    },
     function plainCardNumber(text) {
       var digits = text.replace(/[\s-]/g, "");
       return /^\d{16}$/.test(digits) ? digits : null;
