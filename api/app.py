@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from api.clock import Clock
 from api.db.pool import create_pool
+from api.member_auth.guards import WALLET_EXCEPTION_HANDLERS
 from api.partner_api.controllers import (
     PartnerController,
     ReconciliationController,
@@ -85,7 +86,7 @@ def create_app(
             ),
         ],
         lifespan=[lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **WALLET_EXCEPTION_HANDLERS},
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
         openapi_config=OpenAPIConfig(
             title="Kring",
@@ -102,7 +103,11 @@ def create_app(
             ],
             components=Components(
                 security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                    # Member API access tokens (POST /member/v1/auth/token), one hour.
+                    "memberBearer": SecurityScheme(
+                        type="http", scheme="bearer", bearer_format="JWT"
+                    ),
                 }
             ),
         ),
