@@ -1,0 +1,328 @@
+"""What a member sees of their own data: balances, history, one transaction,
+where to earn. Read models for the wallet pages and the member API.
+
+Plain SQL, set-based, at most three round trips each, no web framework. Every
+query is scoped by the member's internal id, so a transaction of another
+member is indistinguishable from one that does not exist.
+
+Dates a member sees (when pending points become available, when points
+expire) are calendar days in the programme's time zone, Europe/Amsterdam.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from api.errors import DomainError
+
+MEMBER_TIME_ZONE = "Europe/Amsterdam"
+EXPIRING_WINDOW_DAYS = 30
+HISTORY_PAGE_SIZE_MAX = 50
+REFUNDS_PER_TRANSACTION_MAX = 100  # a purchase's refunds listed in its detail
+SURVEY_WINDOW_DAYS = 7  # a purchase can be rated this long after it happened
+# Issue 5 builds tiers; until then every member is in the base tier.
+BASE_TIER = "Member"
+
+
+@dataclass(frozen=True, slots=True)
+class PointsOnDate:
+    on: date  # a calendar day in MEMBER_TIME_ZONE
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSummary:
+    public_id: UUID
+    card_number: str
+    display_name: str | None
+    salutation: str | None
+    status: str
+    available_points: int
+    pending_points: int
+    held_points: int  # reserved by open burn authorizations
+    debt_points: int  # owed after refunds of spent points (positive; 0 without debt)
+    pending: list[PointsOnDate]  # when pending points become available, by day
+    expiring_points: int  # in the next EXPIRING_WINDOW_DAYS
+    expiring: list[PointsOnDate]  # by expiry day
+    tier: str  # issue 5 fills this from the member's tier; BASE_TIER until then
+
+
+_SUMMARY_MEMBER = """
+SELECT m.public_id, m.card_number, m.display_name, m.salutation, m.status,
+       coalesce(max(a.balance) FILTER (WHERE a.kind = 'member_available'), 0) AS available,
+       coalesce(max(a.balance) FILTER (WHERE a.kind = 'member_pending'), 0) AS pending,
+       coalesce(max(a.balance) FILTER (WHERE a.kind = 'member_held'), 0) AS held,
+       coalesce(max(a.balance) FILTER (WHERE a.kind = 'member_debt'), 0) AS debt
+FROM members m LEFT JOIN accounts a ON a.member_id = m.id
+WHERE m.id = $1
+GROUP BY m.id
+"""
+
+# Pending lots by the day they become available, and available lots expiring
+# within the window by the day they expire: one scan of the member's lots.
+_SUMMARY_LOTS = f"""
+SELECT state, (CASE WHEN state = 'pending' THEN available_at ELSE expires_at END
+               AT TIME ZONE '{MEMBER_TIME_ZONE}')::date AS on_day,
+       sum(points_remaining)::bigint AS points
+FROM lots
+WHERE member_id = $1 AND points_remaining > 0
+  AND (state = 'pending' OR (state = 'available' AND expires_at <= $2))
+GROUP BY 1, 2
+ORDER BY 2
+"""
+
+
+async def member_summary(
+    pool: asyncpg.Pool | asyncpg.Connection, member_id: int, now: datetime
+) -> MemberSummary | None:
+    """The wallet's home: balances, pending and expiring points by day (two queries)."""
+    member = await pool.fetchrow(_SUMMARY_MEMBER, member_id)
+    if member is None:
+        return None
+    lots = await pool.fetch(_SUMMARY_LOTS, member_id, now + timedelta(days=EXPIRING_WINDOW_DAYS))
+    pending = [PointsOnDate(r["on_day"], r["points"]) for r in lots if r["state"] == "pending"]
+    expiring = [PointsOnDate(r["on_day"], r["points"]) for r in lots if r["state"] == "available"]
+    return MemberSummary(
+        public_id=member["public_id"],
+        card_number=member["card_number"],
+        display_name=member["display_name"],
+        salutation=member["salutation"],
+        status=member["status"],
+        available_points=member["available"],
+        pending_points=member["pending"],
+        held_points=member["held"],
+        debt_points=-member["debt"],
+        pending=pending,
+        expiring_points=sum(p.points for p in expiring),
+        expiring=expiring,
+        tier=BASE_TIER,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    id: UUID
+    partner_code: str
+    partner_name: str
+    kind: str  # earn, burn, refund
+    status: str
+    amount_cents: int | None
+    currency: str | None
+    points: int
+    points_refunded: int  # earn: points reversed by its refunds so far
+    amount_refunded_cents: int  # earn: money refunded so far
+    refunds: int  # earn: how many refunds it has had
+    debt_points: int  # refund: points the member had already spent (became debt)
+    debt_repaid_points: int  # earn: points that went to repay debt
+    original_id: UUID | None  # refund: the purchase it refunds
+    occurred_at: datetime
+    created_at: datetime
+    available_at: datetime | None  # earn: when its points become available
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    items: list[HistoryItem]
+    next_cursor: str | None
+
+
+_ITEM_COLUMNS = """
+    t.id, p.code AS partner_code, p.name AS partner_name, t.kind, t.status, t.amount_cents,
+    t.currency, t.points, t.points_refunded, t.amount_refunded_cents, t.debt_points,
+    t.debt_repaid_points, t.original_id, t.occurred_at, t.created_at, t.available_at,
+    (SELECT count(*) FROM transactions r WHERE r.original_id = t.id) AS refunds
+"""
+
+# Keyset pagination on transactions_member_page (member_id, created_at DESC, id DESC).
+_HISTORY = f"""
+SELECT {_ITEM_COLUMNS}
+FROM transactions t JOIN partners p ON p.id = t.partner_id
+WHERE t.member_id = $1
+  AND ($2::text IS NULL OR p.code = $2)
+  AND ($3::timestamptz IS NULL OR (t.created_at, t.id) < ($3, $4::uuid))
+ORDER BY t.created_at DESC, t.id DESC
+LIMIT $5
+"""
+
+
+def _item(row: asyncpg.Record) -> HistoryItem:
+    return HistoryItem(**{name: row[name] for name in HistoryItem.__slots__})
+
+
+def encode_history_cursor(created_at: datetime, transaction_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{transaction_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_history_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, ident = raw.split("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive cursor")
+        return moment, UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise DomainError(
+            "the cursor is not one this API gave out", code="invalid_cursor", status=400
+        ) from None
+
+
+async def member_history(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    member_id: int,
+    limit: int,
+    cursor: str | None,
+    partner_code: str | None = None,
+) -> HistoryPage:
+    """The member's transactions, newest first, `limit` (≤ HISTORY_PAGE_SIZE_MAX)
+    a page; `cursor` is the previous page's `next_cursor`. One query."""
+    if not 1 <= limit <= HISTORY_PAGE_SIZE_MAX:
+        raise DomainError(
+            f"limit must be 1 to {HISTORY_PAGE_SIZE_MAX}", code="invalid_limit", status=400
+        )
+    after: tuple[datetime | None, UUID | None] = (None, None)
+    if cursor is not None:
+        after = decode_history_cursor(cursor)
+    rows = await pool.fetch(_HISTORY, member_id, partner_code, after[0], after[1], limit + 1)
+    items = [_item(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_history_cursor(last.created_at, last.id)
+    return HistoryPage(items, next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundItem:
+    id: UUID
+    amount_cents: int | None
+    points: int
+    debt_points: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyState:
+    can_answer: bool  # an earn, not yet rated, within the window
+    open_until: datetime | None  # earns only: the end of the window
+    score: int | None  # the member's answer, once given
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDetail:
+    transaction: HistoryItem
+    points_captured: int  # burn: points taken by capture
+    store_id: str | None
+    receipt_ref: str | None
+    refunds: list[RefundItem]
+    survey: SurveyState
+
+
+_DETAIL = f"""
+SELECT {_ITEM_COLUMNS}, t.points_captured, t.store_id, t.receipt_ref,
+       s.score AS survey_score
+FROM transactions t
+JOIN partners p ON p.id = t.partner_id
+LEFT JOIN member_surveys s ON s.transaction_id = t.id
+WHERE t.id = $1 AND t.member_id = $2
+"""
+
+_REFUNDS = """
+SELECT id, amount_cents, points, debt_points, created_at FROM transactions
+WHERE original_id = $1 AND member_id = $2 AND kind = 'refund'
+ORDER BY created_at, id
+LIMIT $3
+"""
+
+
+def survey_state(kind: str, occurred_at: datetime, score: int | None, now: datetime) -> SurveyState:
+    if kind != "earn":
+        return SurveyState(False, None, score)
+    open_until = occurred_at + timedelta(days=SURVEY_WINDOW_DAYS)
+    return SurveyState(score is None and now <= open_until, open_until, score)
+
+
+async def member_transaction(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    member_id: int,
+    transaction_id: UUID,
+    now: datetime | None = None,
+) -> TransactionDetail | None:
+    """One of the member's transactions with its refunds and survey state;
+    None when it is not this member's (or does not exist). Two queries.
+    `now` decides whether the survey is still open (default: the database's clock)."""
+    row = await pool.fetchrow(_DETAIL, transaction_id, member_id)
+    if row is None:
+        return None
+    refunds = await pool.fetch(_REFUNDS, transaction_id, member_id, REFUNDS_PER_TRANSACTION_MAX)
+    moment = now if now is not None else await pool.fetchval("SELECT now()")
+    return TransactionDetail(
+        transaction=_item(row),
+        points_captured=row["points_captured"],
+        store_id=row["store_id"],
+        receipt_ref=row["receipt_ref"],
+        refunds=[RefundItem(**dict(r)) for r in refunds],
+        survey=survey_state(row["kind"], row["occurred_at"], row["survey_score"], moment),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerForMembers:
+    code: str
+    name: str
+    kind: str
+    earn_rate_millipoints_per_euro: int
+    earn_rate: str  # e.g. "1.5 points per €1"; "no points" when the rate is 0
+    can_earn: bool
+    can_burn: bool
+    pending_days: int  # earned points become available after this many days
+
+
+def points_per_euro(millipoints_per_euro: int, currency_symbol: str = "€") -> str:
+    """A human-readable rate from integers: 1000 → "1 point per €1",
+    1500 → "1.5 points per €1", 250 → "0.25 points per €1", 0 → "no points"."""
+    if millipoints_per_euro <= 0:
+        return "no points"
+    whole, thousandths = divmod(millipoints_per_euro, 1000)
+    number = str(whole)
+    if thousandths:
+        number += "." + f"{thousandths:03d}".rstrip("0")
+    unit = "point" if millipoints_per_euro == 1000 else "points"
+    return f"{number} {unit} per {currency_symbol}1"
+
+
+_CURRENCY_SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$"}
+
+_PARTNERS = """
+SELECT code, name, kind, currency, earn_rate_millipoints_per_euro, return_window_days
+FROM partners WHERE status = 'active' ORDER BY name, code
+"""
+
+
+async def partners_for_members(pool: asyncpg.Pool | asyncpg.Connection) -> list[PartnerForMembers]:
+    """Active partners: where a member can earn and spend points, at what rate.
+    No prices: what a partner pays the programme is not the member's business."""
+    rows = await pool.fetch(_PARTNERS)
+    return [
+        PartnerForMembers(
+            code=r["code"],
+            name=r["name"],
+            kind=r["kind"],
+            earn_rate_millipoints_per_euro=r["earn_rate_millipoints_per_euro"],
+            earn_rate=points_per_euro(
+                r["earn_rate_millipoints_per_euro"],
+                _CURRENCY_SYMBOLS.get(r["currency"].strip(), r["currency"].strip() + " "),
+            ),
+            can_earn=r["earn_rate_millipoints_per_euro"] > 0,
+            can_burn=True,  # every active partner accepts points
+            pending_days=r["return_window_days"],
+        )
+        for r in rows
+    ]
