@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from api.clock import Clock
 from api.db.pool import create_pool
+from api.member_api.controllers import MemberApiController
 from api.member_auth.guards import WALLET_EXCEPTION_HANDLERS
 from api.partner_api.controllers import (
     PartnerController,
@@ -81,6 +82,7 @@ def create_app(
             WebhookController,
             ReconciliationController,
             StatementController,
+            MemberApiController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),

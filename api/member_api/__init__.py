@@ -1,0 +1,1 @@
+"""JSON API /member/v1: what the wallet shows, for native apps (bearer tokens)."""

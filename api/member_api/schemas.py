@@ -1,0 +1,163 @@
+"""Request and response bodies of /member/v1. Every body is a msgspec Struct.
+
+Amounts are integer cents, points whole points; dates a member sees are
+calendar days in Europe/Amsterdam. No internal ids and no partner prices.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+
+from api.coalition.member_profile import (
+    DISPLAY_NAME_LENGTH_MAX,
+    SALUTATION_LENGTH_MAX,
+    SURVEY_COMMENT_LENGTH_MAX,
+)
+
+
+def _doc(text: str, **meta: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=text, **meta)
+
+
+class PointsOnDate(msgspec.Struct, kw_only=True):
+    on: Annotated[date, _doc("Calendar day (Europe/Amsterdam)")]
+    points: int
+
+
+class MeOut(msgspec.Struct, kw_only=True):
+    member_id: Annotated[UUID, _doc("The member's public id")]
+    card_number: Annotated[str, _doc("16-digit card number shown at the till")]
+    display_name: str | None
+    salutation: Annotated[str | None, _doc("How the member wants to be addressed")]
+    tier: Annotated[str, _doc("The member's tier ('Member' until tiers exist)")]
+    available_points: Annotated[int, _doc("Points that can be spent now")]
+    pending_points: Annotated[int, _doc("Points waiting for the partner's return window")]
+    held_points: Annotated[int, _doc("Points reserved by a partner for an unfinished purchase")]
+    debt_points: Annotated[
+        int, _doc("Points owed after refunds of points already spent; repaid by future earns")
+    ]
+    pending: Annotated[list[PointsOnDate], _doc("When pending points become available, by day")]
+    expiring_points: Annotated[int, _doc("Available points that expire in the next 30 days")]
+    expiring: Annotated[list[PointsOnDate], _doc("Those points by expiry day")]
+
+
+class TransactionOut(msgspec.Struct, kw_only=True):
+    id: UUID
+    partner_code: str
+    partner_name: str
+    kind: Annotated[str, _doc("earn, burn or refund")]
+    status: Annotated[
+        str, _doc("pending, available, authorized, captured, voided, expired or completed")
+    ]
+    amount_cents: Annotated[int | None, _doc("The purchase or refund amount, integer cents")]
+    currency: str | None
+    points: int
+    points_refunded: Annotated[int, _doc("Earn: points reversed by its refunds so far")]
+    amount_refunded_cents: Annotated[int, _doc("Earn: money refunded so far")]
+    refunds: Annotated[int, _doc("Earn: how many refunds it has had")]
+    debt_points: Annotated[int, _doc("Refund: points already spent, which became debt")]
+    debt_repaid_points: Annotated[int, _doc("Earn: points that repaid debt")]
+    original_id: Annotated[UUID | None, _doc("Refund: the purchase it refunds")]
+    occurred_at: datetime
+    created_at: datetime
+    available_at: Annotated[datetime | None, _doc("Earn: when its points become available")]
+
+
+class TransactionPage(msgspec.Struct, kw_only=True):
+    items: list[TransactionOut]
+    next_cursor: Annotated[
+        str | None, _doc("Pass as `cursor` for the next (older) page; null on the last page")
+    ]
+
+
+class RefundOut(msgspec.Struct, kw_only=True):
+    id: UUID
+    amount_cents: int | None
+    points: int
+    debt_points: int
+    created_at: datetime
+
+
+class SurveyStateOut(msgspec.Struct, kw_only=True):
+    can_answer: Annotated[bool, _doc("A purchase not yet rated, within 7 days")]
+    open_until: Annotated[datetime | None, _doc("Purchases only: the survey's last moment")]
+    score: Annotated[int | None, _doc("The member's answer, once given")]
+
+
+class TransactionDetailOut(msgspec.Struct, kw_only=True):
+    transaction: TransactionOut
+    points_captured: Annotated[int, _doc("Burn: points taken by capture")]
+    store_id: str | None
+    receipt_ref: str | None
+    refunds: list[RefundOut]
+    survey: SurveyStateOut
+
+
+class PartnerOut(msgspec.Struct, kw_only=True):
+    code: str
+    name: str
+    kind: str
+    earn_rate: Annotated[str, _doc("Human-readable, e.g. '1.5 points per €1'")]
+    earn_rate_millipoints_per_euro: Annotated[int, _doc("The same rate, exactly: 1000 = 1/€")]
+    can_earn: bool
+    can_burn: bool
+    pending_days: Annotated[int, _doc("Earned points become available after this many days")]
+
+
+class PartnerList(msgspec.Struct, kw_only=True):
+    items: list[PartnerOut]
+
+
+class SurveyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    score: Annotated[
+        int, _doc("0-10: how likely are you to recommend this partner? (`invalid_score`)")
+    ]
+    comment: Annotated[
+        str | None,
+        _doc(f"Optional, at most {SURVEY_COMMENT_LENGTH_MAX} characters (`invalid_comment`)"),
+    ] = None
+
+
+class SurveyOut(msgspec.Struct, kw_only=True):
+    transaction_id: UUID
+    score: int
+    comment: str | None
+    answered_at: datetime
+
+
+class ProfileOut(msgspec.Struct, kw_only=True):
+    member_id: UUID
+    card_number: str
+    email: str | None
+    display_name: str | None
+    salutation: str | None
+    email_news: Annotated[bool, _doc("E-mail news from the programme")]
+    expiry_reminders: Annotated[bool, _doc("E-mail before points expire")]
+
+
+class ProfilePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Only the fields sent change; an empty string clears a text field."""
+
+    display_name: Annotated[
+        str | None, _doc(f"One line, at most {DISPLAY_NAME_LENGTH_MAX} characters")
+    ] = None
+    salutation: Annotated[
+        str | None,
+        _doc(
+            "How to address the member (e.g. 'Ms', 'Mx', 'they/them'), one line,"
+            f" at most {SALUTATION_LENGTH_MAX} characters"
+        ),
+    ] = None
+    email_news: bool | None = None
+    expiry_reminders: bool | None = None
+
+
+class ClosureOut(msgspec.Struct, kw_only=True):
+    closed_at: datetime
+    forfeited_available_points: int
+    forfeited_pending_points: int
+    debt_points: Annotated[int, _doc("Debt written off with the account")]
