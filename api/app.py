@@ -27,6 +27,7 @@ from api.partner_api.controllers import (
 )
 from api.portal.controllers import portal_router
 from api.settings import Settings
+from api.wallet.controllers import pwa_handlers, wallet_router
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.state import Runtime, runtime
 
@@ -82,6 +83,8 @@ def create_app(
             WebhookController,
             ReconciliationController,
             StatementController,
+            wallet_router,
+            *pwa_handlers,
             MemberApiController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False

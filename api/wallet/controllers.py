@@ -1,0 +1,202 @@
+"""The wallet's pages at the site root (the PWA's scope is `/`): parse, call
+one read model or service, render. Pages for a signed-in member take
+`who` (api/member_auth/guards.py: no session → /sign-in and back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Request, Response, Router, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
+
+from api.coalition import member_views as views
+from api.coalition.card_tokens import CARD_TOKEN_TTL_SECONDS, issue_card_token, token_key
+from api.errors import DomainError
+from api.member_auth.guards import WalletSession, wallet_session
+from api.wallet import pwa
+from api.wallet.card import card_holder, card_number_groups, code128_svg, qr_svg
+from api.wallet.pages import HTML, page, render
+from api.web.state import Runtime, runtime
+
+Who = NamedDependency[WalletSession]
+HISTORY_PAGE_SIZE = 20
+HOME_RECENT_MAX = 5
+# The page asks for a fresh token well before the old one runs out, so the
+# code on screen always has at least half its life left.
+CARD_TOKEN_REFRESH_SECONDS = CARD_TOKEN_TTL_SECONDS // 2
+PARTNER_CODE_LENGTH_MAX = 64
+
+
+def _base(who: WalletSession, nav: str) -> dict[str, Any]:
+    """What wallet/base.html needs from a signed-in page."""
+    return {"nav": nav, "csrf_token": who.csrf_token}
+
+
+def _not_found(request: Request[Any, Any, Any], who: WalletSession, what: str) -> Response[str]:
+    return page(
+        request,
+        "wallet/message.html",
+        {**_base(who, ""), "title": "Not found", "message": what},
+        status=404,
+    )
+
+
+def _rt(request: Request[Any, Any, Any]) -> Runtime:
+    return runtime(request.app.state)
+
+
+@get("/", include_in_schema=False)
+async def home(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    rt = _rt(request)
+    summary = await views.member_summary(rt.db, who.principal.member_id, rt.clock.now())
+    recent = await views.member_history(rt.db, who.principal.member_id, HOME_RECENT_MAX, None)
+    return page(
+        request,
+        "wallet/home.html",
+        {
+            **_base(who, "home"),
+            "summary": summary,
+            "recent": recent.items,
+            "expiring_window_days": views.EXPIRING_WINDOW_DAYS,
+        },
+    )
+
+
+@get("/card", include_in_schema=False)
+async def card(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    holder = await card_holder(_rt(request).db, who.principal.member_id)
+    if holder is None:
+        return _not_found(request, who, "This account has no card.")
+    spaced = card_number_groups(holder.card_number)
+    return page(
+        request,
+        "wallet/card.html",
+        {
+            **_base(who, "card"),
+            "holder": holder,
+            "card_spaced": spaced,
+            "barcode": code128_svg(holder.card_number, label=f"Barcode of card {spaced}"),
+            "card_qr": qr_svg(holder.card_number, label=f"QR code of card {spaced}"),
+            "refresh_seconds": CARD_TOKEN_REFRESH_SECONDS,
+        },
+    )
+
+
+@get("/card/live", include_in_schema=False)
+async def card_live(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    """The live QR (a two-minute token), swapped into the card page by htmx."""
+    rt = _rt(request)
+    holder = await card_holder(rt.db, who.principal.member_id)
+    if holder is None:
+        return _not_found(request, who, "This account has no card.")
+    token = issue_card_token(
+        holder.card_number, key=token_key(rt.settings.jwt_secret or ""), now=rt.clock.now()
+    )
+    context = {
+        "token": token,
+        "token_qr": qr_svg(token.text, label="Live QR code of your card", css_class="qr live"),
+    }
+    # Only ever a fragment; never kept by any cache (it stops working in minutes).
+    return Response(
+        render("wallet/card.html", context, block="live"),
+        media_type=HTML,
+        headers={"Cache-Control": "no-store", "Vary": "HX-Request"},
+    )
+
+
+@get("/history", include_in_schema=False)
+async def history(
+    request: Request[Any, Any, Any],
+    who: Who,
+    partner: FromQuery[str] = "",
+    cursor: FromQuery[str] = "",
+) -> Response[str]:
+    rt = _rt(request)
+    partner_code = partner[:PARTNER_CODE_LENGTH_MAX] or None
+    try:
+        found = await views.member_history(
+            rt.db, who.principal.member_id, HISTORY_PAGE_SIZE, cursor or None, partner_code
+        )
+    except DomainError as exc:
+        return page(
+            request,
+            "wallet/message.html",
+            {**_base(who, "history"), "title": "History", "message": exc.detail},
+            status=exc.status,
+        )
+    partners = [] if cursor else await views.partners_for_members(rt.db)
+    return page(
+        request,
+        "wallet/history.html",
+        {
+            **_base(who, "history"),
+            "items": found.items,
+            "next_cursor": found.next_cursor,
+            "partner": partner_code or "",
+            "partners": partners,
+        },
+        fragment="rows",
+    )
+
+
+@get("/history/{transaction_id:str}", include_in_schema=False)
+async def transaction_detail(
+    request: Request[Any, Any, Any], who: Who, transaction_id: FromPath[str]
+) -> Response[str]:
+    rt = _rt(request)
+    try:
+        ident = UUID(transaction_id)
+    except ValueError:
+        return _not_found(request, who, "There is no such transaction in your history.")
+    detail = await views.member_transaction(rt.db, who.principal.member_id, ident, rt.clock.now())
+    if detail is None:  # another member's looks exactly like one that does not exist
+        return _not_found(request, who, "There is no such transaction in your history.")
+    return page(request, "wallet/transaction.html", {**_base(who, "history"), "detail": detail})
+
+
+@get("/partners", include_in_schema=False)
+async def partners(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    found = await views.partners_for_members(_rt(request).db)
+    return page(request, "wallet/partners.html", {**_base(who, "partners"), "partners": found})
+
+
+# The PWA: public, no session --------------------------------------------------
+
+
+@get(pwa.OFFLINE_PATH, include_in_schema=False)
+async def offline() -> Response[str]:
+    return Response(_offline_html(), media_type=HTML, headers={"Cache-Control": "no-cache"})
+
+
+def _offline_html() -> str:
+    return render("wallet/offline.html", {})
+
+
+@get(pwa.MANIFEST_PATH, include_in_schema=False)
+async def manifest() -> Response[bytes]:
+    return Response(
+        pwa.manifest_bytes(),
+        media_type="application/manifest+json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@get("/sw.js", include_in_schema=False)
+async def service_worker() -> Response[str]:
+    # no-cache: the browser checks for a new worker on every navigation.
+    return Response(
+        pwa.service_worker_js(_offline_html().encode()),
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+wallet_router = Router(
+    path="/",
+    route_handlers=[home, card, card_live, history, transaction_detail, partners],
+    dependencies={"who": Provide(wallet_session)},
+)
+pwa_handlers = [offline, manifest, service_worker]

@@ -1,0 +1,194 @@
+"""The wallet's pages over HTTP (in-process app, embedded PostgreSQL): what a
+signed-in member sees, fragments for htmx apart from pages, the card's live
+token, and the PWA's manifest and service worker."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from api.coalition.card_tokens import token_key, verify_card_token
+from api.db.pool import transaction
+from api.member_auth.guards import WALLET_SESSION_COOKIE
+from api.member_auth.sessions import open_session
+from api.member_auth.tokens import WALLET_AUDIENCE, WALLET_SESSION_TTL, issue_session_token
+from api.wallet.controllers import HISTORY_PAGE_SIZE
+
+HX = {"HX-Request": "true"}
+
+
+async def wallet_client(app: Any, pool, clock, settings, card: str) -> httpx.AsyncClient:
+    """An HTTP client holding a wallet session cookie for the member with `card`
+    (made with the sign-in's own session functions, as signing in would)."""
+    row = await pool.fetchrow("SELECT id, public_id FROM members WHERE card_number = $1", card)
+    now = clock.now()
+    expires_at = now + WALLET_SESSION_TTL
+    session_id = await transaction(
+        pool, lambda conn: open_session(conn, row["id"], "wallet", now=now, expires_at=expires_at)
+    )
+    cookie = issue_session_token(
+        session_id,
+        row["public_id"],
+        audience=WALLET_AUDIENCE,
+        secret=settings.jwt_secret,
+        now=now,
+        expires_at=expires_at,
+    )
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://localhost",
+        cookies={WALLET_SESSION_COOKIE: cookie},
+    )
+
+
+@pytest.fixture(scope="module")
+async def world(app, pool, clock, settings, make_partner, make_member, client_for):
+    """Two partners, a member with history at both, and another member."""
+    card = await make_member(display_name="Wanda Wallet")
+    other_card = await make_member(display_name="Otto Other")
+    shop = client_for(await make_partner(code="wallet-books", name="Wallet Books"))
+    fuel = client_for(await make_partner(code="wallet-fuel", name="Wallet Fuel"))
+    earns = []
+    for n in range(HISTORY_PAGE_SIZE + 3):  # more than a page
+        earns.append(await shop.earn(card, 1000 + n * 100, "EUR", idempotency_key=f"wb-{n}"))
+        clock.advance(timedelta(minutes=1))
+    fuel_earn = await fuel.earn(card, 5000, "EUR", idempotency_key="wf-1")
+    other_earn = await shop.earn(other_card, 2000, "EUR", idempotency_key="wo-1")
+    member = await wallet_client(app, pool, clock, settings, card)
+    yield {
+        "card": card,
+        "member": member,
+        "earns": earns,
+        "fuel_earn": fuel_earn,
+        "other_earn": other_earn,
+        "shop": shop,
+    }
+    await member.aclose()
+
+
+async def test_pages_need_a_session(http) -> None:
+    for path in ("/", "/card", "/card/live", "/history", "/partners"):
+        answer = await http.get(path)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"] == "/sign-in?next=" + path
+    assert (await http.get("/history", headers=HX)).headers[
+        "hx-redirect"
+    ] == "/sign-in?next=/history"
+
+
+async def test_home_shows_available_pending_with_dates_and_recent(world) -> None:
+    answer = await world["member"].get("/")
+    assert answer.status_code == 200
+    html = answer.text
+    assert 'data-testid="available-points">0<' in html
+    pending = sum(e.points for e in world["earns"]) + world["fuel_earn"].points
+    assert f'data-testid="pending-points">{pending}<' in html
+    assert "available on 16 Mar 2026" in html  # 14-day return window from 2 Mar
+    assert "Wallet Fuel" in html  # the newest purchase heads the recent list
+    assert answer.headers["vary"] == "HX-Request"
+    assert answer.headers["cache-control"] == "no-store"
+
+
+async def test_card_shows_number_barcode_qr_and_a_live_token(world, settings, clock) -> None:
+    card = world["card"]
+    page = await world["member"].get("/card")
+    assert page.status_code == 200
+    html = page.text
+    spaced = " ".join(card[i : i + 4] for i in range(0, 16, 4))
+    assert spaced in html
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="barcode" role="img"' in html
+    assert re.search(r'<svg role="img"[^>]*class="qr"', html)
+    assert 'style="' not in html  # a CSP without unsafe-inline must not break the codes
+    assert 'hx-get="/card/live"' in html and "every 60s" in html
+
+    live = await world["member"].get("/card/live", headers=HX)
+    assert live.status_code == 200 and "<html" not in live.text
+    assert live.headers["cache-control"] == "no-store"
+    assert "<title>Live QR code of your card</title>" in live.text
+    token = re.search(r'data-card-token="(K1\.[A-Z2-7]{40})"', live.text)
+    assert token is not None
+    # What the till scans identifies this member through the partner API.
+    found = await world["shop"].identify(token.group(1))
+    assert found.card_number == card and found.display_name == "Wanda Wallet"
+    checked = verify_card_token(token.group(1), key=token_key(settings.jwt_secret), now=clock.now())
+    assert checked.expires_at.isoformat() in live.text
+
+
+async def test_history_pages_with_htmx_and_filters_by_partner(world) -> None:
+    member = world["member"]
+    full = await member.get("/history")
+    assert full.status_code == 200 and full.text.startswith("<!doctype html>")
+    assert full.headers["vary"] == "HX-Request"
+    assert full.text.count('class="item earn"') == HISTORY_PAGE_SIZE
+    assert '<option value="wallet-fuel">Wallet Fuel</option>' in full.text
+    more = re.search(r'hx-get="(/history\?cursor=[^"]+)"', full.text)
+    assert more is not None
+    second = await member.get(more.group(1).replace("&amp;", "&"), headers=HX)
+    assert "<html" not in second.text and second.headers["vary"] == "HX-Request"
+    assert second.text.count('class="item earn"') == 4  # 24 in all
+    assert "Load more" not in second.text
+    # The same URL without HX-Request is a whole page (what the service worker keeps apart).
+    assert (await member.get(more.group(1).replace("&amp;", "&"))).text.startswith("<!doctype")
+
+    fuel = await member.get("/history?partner=wallet-fuel", headers=HX)
+    assert fuel.text.count('class="item earn"') == 1 and "Wallet Fuel" in fuel.text
+    assert "Wallet Books" not in fuel.text
+    nobody = await member.get("/history?partner=no-such-partner", headers=HX)
+    assert "No transactions at this partner yet." in nobody.text
+    bad = await member.get("/history?cursor=not-a-cursor")
+    assert bad.status_code == 400 and "cursor" in bad.text
+
+
+async def test_a_transaction_detail_is_the_members_own(world) -> None:
+    member = world["member"]
+    earn = world["fuel_earn"]
+    own = await member.get(f"/history/{earn.id}")
+    assert own.status_code == 200
+    assert "Wallet Fuel" in own.text and "50,00 €" in own.text and f"+{earn.points}" in own.text
+    assert f'href="/survey/{earn.id}"' in own.text  # within 7 days
+    for other in (str(world["other_earn"].id), "not-a-uuid"):
+        refused = await member.get(f"/history/{other}")
+        assert refused.status_code == 404
+        assert "There is no such transaction in your history." in refused.text
+        assert "Otto" not in refused.text
+
+
+async def test_partners_lists_rates(world) -> None:
+    answer = await world["member"].get("/partners")
+    assert answer.status_code == 200
+    assert "Wallet Books" in answer.text and "1 point per €1" in answer.text
+
+
+async def test_manifest_service_worker_and_offline_page_are_public(http) -> None:
+    manifest = await http.get("/manifest.webmanifest")
+    assert manifest.headers["content-type"].startswith("application/manifest+json")
+    data = json.loads(manifest.content)
+    assert (data["start_url"], data["scope"], data["display"]) == ("/", "/", "standalone")
+    assert data["name"] and data["short_name"] and data["theme_color"] and data["background_color"]
+    icons = {(i["sizes"], i["purpose"]) for i in data["icons"]}
+    assert icons == {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")}
+    for icon in data["icons"]:
+        png = await http.get(icon["src"])
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG\r\n\x1a\n")
+        size = int(icon["sizes"].split("x")[0])
+        assert int.from_bytes(png.content[16:20], "big") == size  # IHDR width
+
+    sw = await http.get("/sw.js")
+    assert sw.headers["content-type"].startswith("text/javascript")
+    assert sw.headers["cache-control"] == "no-cache"
+    assert "__KRING" not in sw.text
+    version = re.search(r'const VERSION = "([0-9a-f]{16})";', sw.text)
+    assert version is not None
+    precache = json.loads(re.search(r"const PRECACHE = (\[.*?\]);", sw.text).group(1))
+    assert "/offline" in precache and "/static/css/wallet.css" in precache
+    for url in precache:
+        assert (await http.get(url)).status_code == 200, url
+
+    offline = await http.get("/offline")
+    assert offline.status_code == 200 and "You are offline" in offline.text
+    assert 'href="/card"' in offline.text
