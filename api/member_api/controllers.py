@@ -72,7 +72,7 @@ class MemberApiController(Controller):
             str | None, QueryParameter(description="`next_cursor` of the previous page")
         ] = None,
         partner: Annotated[str | None, QueryParameter(description="A partner's code")] = None,
-    ) -> schemas.TransactionPage:
+    ) -> schemas.MemberTransactionPage:
         rt = runtime(request.app.state)
         return await services.history(
             rt.db, member.member_id, limit=limit, cursor=cursor, partner=partner
@@ -86,14 +86,14 @@ class MemberApiController(Controller):
     )
     async def transaction(
         self, request: Request[Any, Any, Any], member: Member, transaction_id: FromPath[str]
-    ) -> schemas.TransactionDetailOut:
+    ) -> schemas.MemberTransactionDetailOut:
         rt = runtime(request.app.state)
         return await services.transaction(rt.db, member.member_id, transaction_id, rt.clock.now())
 
     @get("/partners", summary="Where points are earned and spent, and at what rate")
     async def partners(
         self, request: Request[Any, Any, Any], member: Member
-    ) -> schemas.PartnerList:
+    ) -> schemas.PartnerForMembersList:
         return await services.partners(runtime(request.app.state).db)
 
     @post(
@@ -119,7 +119,9 @@ class MemberApiController(Controller):
         )
 
     @get("/profile", summary="The member's profile and communication preferences")
-    async def profile(self, request: Request[Any, Any, Any], member: Member) -> schemas.ProfileOut:
+    async def profile(
+        self, request: Request[Any, Any, Any], member: Member
+    ) -> schemas.MemberProfileOut:
         return await services.profile(runtime(request.app.state).db, member.member_id)
 
     @patch(
@@ -132,9 +134,9 @@ class MemberApiController(Controller):
         self,
         request: Request[Any, Any, Any],
         member: Member,
-        data: JSONBody[schemas.ProfilePatch],
-    ) -> schemas.ProfileOut:
-        body = await _strict_body(request, schemas.ProfilePatch)
+        data: JSONBody[schemas.MemberProfilePatch],
+    ) -> schemas.MemberProfileOut:
+        body = await _strict_body(request, schemas.MemberProfilePatch)
         return await services.update_profile(runtime(request.app.state).db, member.member_id, body)
 
     @get(
@@ -169,6 +171,6 @@ class MemberApiController(Controller):
             str | None,
             QueryParameter(description=f"Must be `{ACCOUNT_DELETION_CONFIRMATION}`"),
         ] = None,
-    ) -> schemas.ClosureOut:
+    ) -> schemas.AccountClosureOut:
         rt = runtime(request.app.state)
         return await services.delete_account(rt.db, member.member_id, confirm, rt.clock.now())

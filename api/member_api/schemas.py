@@ -45,7 +45,7 @@ class MeOut(msgspec.Struct, kw_only=True):
     expiring: Annotated[list[PointsOnDate], _doc("Those points by expiry day")]
 
 
-class TransactionOut(msgspec.Struct, kw_only=True):
+class MemberTransactionOut(msgspec.Struct, kw_only=True):
     id: UUID
     partner_code: str
     partner_name: str
@@ -67,14 +67,14 @@ class TransactionOut(msgspec.Struct, kw_only=True):
     available_at: Annotated[datetime | None, _doc("Earn: when its points become available")]
 
 
-class TransactionPage(msgspec.Struct, kw_only=True):
-    items: list[TransactionOut]
+class MemberTransactionPage(msgspec.Struct, kw_only=True):
+    items: list[MemberTransactionOut]
     next_cursor: Annotated[
         str | None, _doc("Pass as `cursor` for the next (older) page; null on the last page")
     ]
 
 
-class RefundOut(msgspec.Struct, kw_only=True):
+class MemberRefundOut(msgspec.Struct, kw_only=True):
     id: UUID
     amount_cents: int | None
     points: int
@@ -88,16 +88,16 @@ class SurveyStateOut(msgspec.Struct, kw_only=True):
     score: Annotated[int | None, _doc("The member's answer, once given")]
 
 
-class TransactionDetailOut(msgspec.Struct, kw_only=True):
-    transaction: TransactionOut
+class MemberTransactionDetailOut(msgspec.Struct, kw_only=True):
+    transaction: MemberTransactionOut
     points_captured: Annotated[int, _doc("Burn: points taken by capture")]
     store_id: str | None
     receipt_ref: str | None
-    refunds: list[RefundOut]
+    refunds: list[MemberRefundOut]
     survey: SurveyStateOut
 
 
-class PartnerOut(msgspec.Struct, kw_only=True):
+class PartnerForMembersOut(msgspec.Struct, kw_only=True):
     code: str
     name: str
     kind: str
@@ -108,8 +108,8 @@ class PartnerOut(msgspec.Struct, kw_only=True):
     pending_days: Annotated[int, _doc("Earned points become available after this many days")]
 
 
-class PartnerList(msgspec.Struct, kw_only=True):
-    items: list[PartnerOut]
+class PartnerForMembersList(msgspec.Struct, kw_only=True):
+    items: list[PartnerForMembersOut]
 
 
 class SurveyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -129,7 +129,7 @@ class SurveyOut(msgspec.Struct, kw_only=True):
     answered_at: datetime
 
 
-class ProfileOut(msgspec.Struct, kw_only=True):
+class MemberProfileOut(msgspec.Struct, kw_only=True):
     member_id: UUID
     card_number: str
     email: str | None
@@ -139,7 +139,7 @@ class ProfileOut(msgspec.Struct, kw_only=True):
     expiry_reminders: Annotated[bool, _doc("E-mail before points expire")]
 
 
-class ProfilePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class MemberProfilePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Only the fields sent change; an empty string clears a text field."""
 
     display_name: Annotated[
@@ -156,7 +156,7 @@ class ProfilePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     expiry_reminders: bool | None = None
 
 
-class ClosureOut(msgspec.Struct, kw_only=True):
+class AccountClosureOut(msgspec.Struct, kw_only=True):
     closed_at: datetime
     forfeited_available_points: int
     forfeited_pending_points: int

@@ -17,8 +17,8 @@ from api.errors import NotFound
 from api.member_api import schemas
 
 
-def _transaction(item: member_views.HistoryItem) -> schemas.TransactionOut:
-    return schemas.TransactionOut(
+def _transaction(item: member_views.HistoryItem) -> schemas.MemberTransactionOut:
+    return schemas.MemberTransactionOut(
         id=item.id,
         partner_code=item.partner_code,
         partner_name=item.partner_name,
@@ -66,9 +66,9 @@ async def me(pool: asyncpg.Pool, member_id: int, now: datetime) -> schemas.MeOut
 
 async def history(
     pool: asyncpg.Pool, member_id: int, *, limit: int, cursor: str | None, partner: str | None
-) -> schemas.TransactionPage:
+) -> schemas.MemberTransactionPage:
     page = await member_views.member_history(pool, member_id, limit, cursor, partner)
-    return schemas.TransactionPage(
+    return schemas.MemberTransactionPage(
         items=[_transaction(i) for i in page.items], next_cursor=page.next_cursor
     )
 
@@ -83,19 +83,19 @@ def parse_transaction_id(raw: str) -> UUID:
 
 async def transaction(
     pool: asyncpg.Pool, member_id: int, raw_id: str, now: datetime
-) -> schemas.TransactionDetailOut:
+) -> schemas.MemberTransactionDetailOut:
     detail = await member_views.member_transaction(
         pool, member_id, parse_transaction_id(raw_id), now
     )
     if detail is None:
         raise NotFound("no such transaction", code="transaction_not_found")
-    return schemas.TransactionDetailOut(
+    return schemas.MemberTransactionDetailOut(
         transaction=_transaction(detail.transaction),
         points_captured=detail.points_captured,
         store_id=detail.store_id,
         receipt_ref=detail.receipt_ref,
         refunds=[
-            schemas.RefundOut(
+            schemas.MemberRefundOut(
                 id=r.id,
                 amount_cents=r.amount_cents,
                 points=r.points,
@@ -112,10 +112,10 @@ async def transaction(
     )
 
 
-async def partners(pool: asyncpg.Pool) -> schemas.PartnerList:
-    return schemas.PartnerList(
+async def partners(pool: asyncpg.Pool) -> schemas.PartnerForMembersList:
+    return schemas.PartnerForMembersList(
         items=[
-            schemas.PartnerOut(
+            schemas.PartnerForMembersOut(
                 code=p.code,
                 name=p.name,
                 kind=p.kind,
@@ -149,8 +149,8 @@ async def answer_survey(
     )
 
 
-def _profile(profile: member_profile.Profile) -> schemas.ProfileOut:
-    return schemas.ProfileOut(
+def _profile(profile: member_profile.Profile) -> schemas.MemberProfileOut:
+    return schemas.MemberProfileOut(
         member_id=profile.public_id,
         card_number=profile.card_number,
         email=profile.email,
@@ -161,7 +161,7 @@ def _profile(profile: member_profile.Profile) -> schemas.ProfileOut:
     )
 
 
-async def profile(pool: asyncpg.Pool, member_id: int) -> schemas.ProfileOut:
+async def profile(pool: asyncpg.Pool, member_id: int) -> schemas.MemberProfileOut:
     found = await member_profile.get_profile(pool, member_id)
     if found is None:
         raise _missing_member()
@@ -169,8 +169,8 @@ async def profile(pool: asyncpg.Pool, member_id: int) -> schemas.ProfileOut:
 
 
 async def update_profile(
-    pool: asyncpg.Pool, member_id: int, body: schemas.ProfilePatch
-) -> schemas.ProfileOut:
+    pool: asyncpg.Pool, member_id: int, body: schemas.MemberProfilePatch
+) -> schemas.MemberProfileOut:
     changes = member_profile.ProfileChanges(
         display_name=body.display_name,
         salutation=body.salutation,
@@ -189,11 +189,11 @@ async def export(pool: asyncpg.Pool, member_id: int) -> dict[str, Any]:
 
 async def delete_account(
     pool: asyncpg.Pool, member_id: int, confirm: str | None, now: datetime
-) -> schemas.ClosureOut:
+) -> schemas.AccountClosureOut:
     closure = await member_profile.delete_account(
         pool, member_id, confirmation=confirm or "", now=now
     )
-    return schemas.ClosureOut(
+    return schemas.AccountClosureOut(
         closed_at=closure.closed_at,
         forfeited_available_points=closure.forfeited_available_points,
         forfeited_pending_points=closure.forfeited_pending_points,

@@ -181,3 +181,8 @@ async def test_member_api_is_in_the_openapi_schema(http):
     assert "/member/v1/me" in member_paths and "/member/v1/transactions" in member_paths
     me = schema["paths"]["/member/v1/me"]
     assert "Member API" in me["get"]["tags"] and me["get"]["security"] == [{"memberBearer": []}]
+    # Names do not collide with the partner API's (Litestar would rename both).
+    components = schema["components"]["schemas"]
+    assert {"TransactionOut", "MemberTransactionOut", "MemberTransactionPage"} <= set(components)
+    assert "score" in components["SurveyRequest"]["properties"]
+    assert components["MeOut"]["properties"]["debt_points"].get("description")
