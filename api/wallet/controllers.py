@@ -8,14 +8,22 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from litestar import Request, Response, Router, get
+import msgspec
+from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect
 
+from api.coalition import member_profile as profiles
 from api.coalition import member_views as views
 from api.coalition.card_tokens import CARD_TOKEN_TTL_SECONDS, issue_card_token, token_key
 from api.errors import DomainError
-from api.member_auth.guards import WalletSession, wallet_session
+from api.member_auth.guards import (
+    WalletSession,
+    clear_session_cookie,
+    require_wallet_csrf,
+    wallet_session,
+)
 from api.wallet import pwa
 from api.wallet.card import card_holder, card_number_groups, code128_svg, qr_svg
 from api.wallet.pages import HTML, page, render
@@ -163,6 +171,209 @@ async def partners(request: Request[Any, Any, Any], who: Who) -> Response[str]:
     return page(request, "wallet/partners.html", {**_base(who, "partners"), "partners": found})
 
 
+def _form_text(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+@get("/survey/{transaction_id:str}", include_in_schema=False)
+async def survey(
+    request: Request[Any, Any, Any], who: Who, transaction_id: FromPath[str]
+) -> Response[str]:
+    return await _survey_page(request, who, transaction_id)
+
+
+async def _survey_page(
+    request: Request[Any, Any, Any],
+    who: WalletSession,
+    transaction_id: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    comment: str = "",
+) -> Response[str]:
+    rt = _rt(request)
+    try:
+        ident = UUID(transaction_id)
+    except ValueError:
+        return _not_found(request, who, "There is no such purchase in your history.")
+    detail = await views.member_transaction(rt.db, who.principal.member_id, ident, rt.clock.now())
+    if detail is None:
+        return _not_found(request, who, "There is no such purchase in your history.")
+    return page(
+        request,
+        "wallet/survey.html",
+        {
+            **_base(who, "history"),
+            "detail": detail,
+            "error": error,
+            "comment": comment,
+            "comment_max": profiles.SURVEY_COMMENT_LENGTH_MAX,
+        },
+        status=status,
+    )
+
+
+@post("/survey/{transaction_id:str}", include_in_schema=False)
+async def survey_answer(
+    request: Request[Any, Any, Any], who: Who, transaction_id: FromPath[str]
+) -> Response[Any]:
+    await require_wallet_csrf(request)
+    form = await request.form()
+    rt = _rt(request)
+    comment = _form_text(form, "comment")
+    score_text = _form_text(form, "score")
+    try:
+        ident = UUID(transaction_id)
+    except ValueError:
+        return _not_found(request, who, "There is no such purchase in your history.")
+    if not score_text.isdigit():
+        return await _survey_page(
+            request,
+            who,
+            transaction_id,
+            error="Choose a number from 0 to 10.",
+            status=422,
+            comment=comment,
+        )
+    try:
+        await profiles.answer_survey(
+            rt.db,
+            who.principal.member_id,
+            ident,
+            score=int(score_text),
+            comment=comment.strip() or None,
+            now=rt.clock.now(),
+        )
+    except DomainError as exc:
+        return await _survey_page(
+            request,
+            who,
+            transaction_id,
+            error=_sentence(exc.detail),
+            status=exc.status,
+            comment=comment,
+        )
+    return Redirect(f"/history/{ident}?rated=1", status_code=303)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+async def _profile_page(
+    request: Request[Any, Any, Any],
+    who: WalletSession,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response[str]:
+    profile = await profiles.get_profile(_rt(request).db, who.principal.member_id)
+    if profile is None:
+        return _not_found(request, who, "This account no longer exists.")
+    return page(
+        request,
+        "wallet/profile.html",
+        {
+            **_base(who, "profile"),
+            "profile": profile,
+            "notice": notice,
+            "error": error,
+            "name_max": profiles.DISPLAY_NAME_LENGTH_MAX,
+            "salutation_max": profiles.SALUTATION_LENGTH_MAX,
+        },
+        status=status,
+    )
+
+
+@get("/profile", include_in_schema=False)
+async def profile(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    return await _profile_page(request, who)
+
+
+@post("/profile", include_in_schema=False)
+async def profile_save(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    await require_wallet_csrf(request)
+    form = await request.form()
+    changes = profiles.ProfileChanges(
+        display_name=_form_text(form, "display_name"),
+        salutation=_form_text(form, "salutation"),
+        email_news=form.get("email_news") == "on",
+        expiry_reminders=form.get("expiry_reminders") == "on",
+    )
+    try:
+        await profiles.update_profile(_rt(request).db, who.principal.member_id, changes)
+    except DomainError as exc:
+        return await _profile_page(request, who, error=_sentence(exc.detail), status=exc.status)
+    return await _profile_page(request, who, notice="Your profile is saved.")
+
+
+@get("/profile/export", include_in_schema=False)
+async def profile_export(request: Request[Any, Any, Any], who: Who) -> Response[Any]:
+    data = await profiles.export_member_data(_rt(request).db, who.principal.member_id)
+    if data is None:
+        return _not_found(request, who, "This account no longer exists.")
+    return Response(
+        msgspec.json.encode(data),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": 'attachment; filename="kring-my-data.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@get("/profile/delete", include_in_schema=False)
+async def profile_delete_confirm(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    rt = _rt(request)
+    summary = await views.member_summary(rt.db, who.principal.member_id, rt.clock.now())
+    return page(
+        request,
+        "wallet/delete.html",
+        {**_base(who, "profile"), "summary": summary, "error": None},
+    )
+
+
+@post("/profile/delete", include_in_schema=False)
+async def profile_delete(request: Request[Any, Any, Any], who: Who) -> Response[str]:
+    await require_wallet_csrf(request)
+    form = await request.form()
+    rt = _rt(request)
+    confirmed = form.get("confirm") == "yes"
+    try:
+        await profiles.delete_account(
+            rt.db,
+            who.principal.member_id,
+            confirmation=profiles.ACCOUNT_DELETION_CONFIRMATION if confirmed else "",
+            now=rt.clock.now(),
+        )
+    except DomainError as exc:
+        summary = await views.member_summary(rt.db, who.principal.member_id, rt.clock.now())
+        message = (
+            "Tick the box to confirm that you want to delete your account."
+            if exc.code == "confirmation_required"
+            else _sentence(exc.detail)
+        )
+        return page(
+            request,
+            "wallet/delete.html",
+            {**_base(who, "profile"), "summary": summary, "error": message},
+            status=exc.status,
+        )
+    response = page(
+        request,
+        "wallet/message.html",
+        {
+            "title": "Your account is deleted",
+            "message": "Your points are forfeited and your personal data is erased. Thank you for using Kring.",
+        },
+    )
+    clear_session_cookie(response)
+    return response
+
+
 # The PWA: public, no session --------------------------------------------------
 
 
@@ -196,7 +407,21 @@ async def service_worker() -> Response[str]:
 
 wallet_router = Router(
     path="/",
-    route_handlers=[home, card, card_live, history, transaction_detail, partners],
+    route_handlers=[
+        home,
+        card,
+        card_live,
+        history,
+        transaction_detail,
+        partners,
+        survey,
+        survey_answer,
+        profile,
+        profile_save,
+        profile_export,
+        profile_delete_confirm,
+        profile_delete,
+    ],
     dependencies={"who": Provide(wallet_session)},
 )
 pwa_handlers = [offline, manifest, service_worker]

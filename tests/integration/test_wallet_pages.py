@@ -192,3 +192,58 @@ async def test_manifest_service_worker_and_offline_page_are_public(http) -> None
     offline = await http.get("/offline")
     assert offline.status_code == 200 and "You are offline" in offline.text
     assert 'href="/card"' in offline.text
+
+
+async def test_survey_once_profile_export_and_delete(
+    app, pool, clock, settings, world, make_member, client_for, make_partner
+) -> None:
+    member = world["member"]
+    earn = world["earns"][0]
+    form = await member.get(f"/survey/{earn.id}")
+    assert form.status_code == 200 and 'name="score" value="10"' in form.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    # Without the CSRF token: refused, nothing stored.
+    refused = await member.post(f"/survey/{earn.id}", data={"score": "9"})
+    assert refused.status_code == 403
+    assert await pool.fetchval("SELECT count(*) FROM member_surveys") == 0
+    sent = await member.post(
+        f"/survey/{earn.id}", data={"score": "9", "comment": "Fine", "csrf_token": csrf}
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == f"/history/{earn.id}?rated=1"
+    again = await member.post(f"/survey/{earn.id}", data={"score": "3", "csrf_token": csrf})
+    assert again.status_code == 409 and "rated already" in again.text
+    assert await pool.fetchval("SELECT score FROM member_surveys") == 9
+    other = await member.post(
+        f"/survey/{world['other_earn'].id}", data={"score": "1", "csrf_token": csrf}
+    )
+    assert other.status_code == 404
+
+    saved = await member.post(
+        "/profile",
+        data={
+            "display_name": "Wanda W.",
+            "salutation": "Wanda",
+            "expiry_reminders": "on",
+            "csrf_token": csrf,
+        },
+    )
+    assert saved.status_code == 200 and "Your profile is saved." in saved.text
+    assert 'value="Wanda W."' in saved.text
+    export = await member.get("/profile/export")
+    assert export.headers["content-disposition"].startswith("attachment")
+    assert json.loads(export.content)  # a JSON document
+
+    # Deleting needs the confirmation tick; then the session ends.
+    card = await make_member(display_name="Leaving Soon")
+    leaver = await wallet_client(app, pool, clock, settings, card)
+    page = await leaver.get("/profile/delete")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    unconfirmed = await leaver.post("/profile/delete", data={"csrf_token": token})
+    assert unconfirmed.status_code == 422 and "Tick the box" in unconfirmed.text
+    assert (
+        await pool.fetchval("SELECT status FROM members WHERE card_number = $1", card) == "active"
+    )
+    gone = await leaver.post("/profile/delete", data={"csrf_token": token, "confirm": "yes"})
+    assert gone.status_code == 200 and "Your account is deleted" in gone.text
+    assert (await leaver.get("/")).status_code == 303
+    await leaver.aclose()
