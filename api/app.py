@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from api.clock import Clock
 from api.db.pool import create_pool
 from api.member_api.controllers import MemberApiController
+from api.member_auth.controllers import member_auth_handlers
 from api.member_auth.guards import WALLET_EXCEPTION_HANDLERS
 from api.partner_api.controllers import (
     PartnerController,
@@ -86,6 +87,7 @@ def create_app(
             wallet_router,
             *pwa_handlers,
             MemberApiController,
+            *member_auth_handlers(settings.mode),
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),

@@ -44,6 +44,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payout_account_name: str | None = None
     payout_iban: str | None = None
     payout_bic: str | None = None
+    # Where mail (sign-in codes) goes: `smtp://user:pass@host:587?starttls=1` or
+    # `smtps://…`. Unset: the development mailbox at /dev/mailbox; production
+    # refuses to start without it.
+    smtp_url: str | None = None
+    mail_from: str = "Kring <no-reply@kring.localhost>"
 
 
 ENV_NAMES: dict[str, str] = {
@@ -60,6 +65,8 @@ ENV_NAMES: dict[str, str] = {
     "payout_account_name": "KRING_PAYOUT_ACCOUNT_NAME",
     "payout_iban": "KRING_PAYOUT_IBAN",
     "payout_bic": "KRING_PAYOUT_BIC",
+    "smtp_url": "KRING_SMTP_URL",
+    "mail_from": "KRING_MAIL_FROM",
 }
 
 _POSITIVE_INTS = (
@@ -111,6 +118,7 @@ def _finish(settings: Settings) -> Settings:
             raise SettingsError("KRING_JWT_SECRET is required when KRING_MODE=production")
         secret = _development_secret(settings.data_dir)
     settings = _payout_account(settings)
+    settings = _mail(settings)
     return msgspec.structs.replace(
         settings, jwt_secret=secret, data_dir=settings.data_dir.resolve()
     )
@@ -160,6 +168,26 @@ def _payout_account(settings: Settings) -> Settings:
         payout_iban=bank.iban,
         payout_bic=bank.bic,
     )
+
+
+def _mail(settings: Settings) -> Settings:
+    from api.mail.smtp import parse_mail_from, parse_smtp_url
+
+    if settings.smtp_url is None:
+        if settings.mode == "production":
+            raise SettingsError(
+                "KRING_SMTP_URL is required when KRING_MODE=production (sign-in codes are mailed)"
+            )
+    else:
+        try:
+            parse_smtp_url(settings.smtp_url)
+        except ValueError as exc:
+            raise SettingsError(f"KRING_SMTP_URL is invalid: it {exc}") from None
+    try:
+        mail_from = parse_mail_from(settings.mail_from)
+    except ValueError as exc:
+        raise SettingsError(f"KRING_MAIL_FROM is invalid: it {exc}") from None
+    return msgspec.structs.replace(settings, mail_from=mail_from)
 
 
 def _development_secret(data_dir: Path) -> str:

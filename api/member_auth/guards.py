@@ -25,12 +25,15 @@ from urllib.parse import quote
 from uuid import UUID
 
 from litestar import Request, Response
+from litestar.di import NamedDependency
 from litestar.response import Redirect
 
 from api.errors import Unauthorized
 from api.member_auth import tokens
+from api.member_auth.codes import RetryLater
 from api.member_auth.principal import MemberPrincipal
 from api.member_auth.sessions import live_session
+from api.web.problems import domain_error
 from api.web.state import runtime
 
 WALLET_SESSION_COOKIE = "kring_wallet"
@@ -58,6 +61,12 @@ class WalletSession:
     principal: MemberPrincipal
     session_id: UUID
     csrf_token: str
+
+
+# Handler parameter types: `who: Member` with Provide(wallet_member) or
+# Provide(api_member); `who: Wallet` with Provide(wallet_session).
+Member = NamedDependency[MemberPrincipal]
+Wallet = NamedDependency[WalletSession]
 
 
 def cookie_secure(host: str | None) -> bool:
@@ -186,8 +195,15 @@ def _form_expired(request: Request[Any, Any, Any], _: FormExpired) -> Response[A
     )
 
 
+def _retry_later(request: Request[Any, Any, Any], exc: RetryLater) -> Response[Any]:
+    response = domain_error(request, exc)
+    response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
 # Registered on the app, so any wallet handler can raise these.
 WALLET_EXCEPTION_HANDLERS: dict[Any, Any] = {
     SignInRequired: _sign_in_required,
     FormExpired: _form_expired,
+    RetryLater: _retry_later,
 }

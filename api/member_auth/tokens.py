@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,6 +105,10 @@ def read_session_token(
         return SessionClaims(UUID(str(claims["sid"])), UUID(str(claims["sub"])), claims["exp"])
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def csrf_token_for(session_id: UUID, *, secret: str) -> str:

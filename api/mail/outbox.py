@@ -1,0 +1,93 @@
+"""The mail outbox: written in the caller's transaction, sent after commit.
+
+A sign-in code and its mail commit together, so there is never a code without
+its mail (or the other way round); sending happens outside any transaction,
+so a slow SMTP server holds no database connection or lock. A send that fails
+is recorded on the row (attempts, last_error) and reported to the caller, who
+tells the person asking: nothing is dropped silently. Once sent by SMTP, the
+text (which holds a code) is blanked: the database keeps no readable codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from api.mail.smtp import MailSender, OutgoingMail
+
+log = logging.getLogger("kring.mail")
+
+MAILBOX_MESSAGES_MAX = 50
+LAST_ERROR_CHARS_MAX = 500
+SENT_BODY_PLACEHOLDER = "(sent by SMTP; the text is not kept)"
+
+
+class MailNotSent(Exception):
+    """The mail server did not take the message; it stays in the outbox unsent."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMail:
+    id: int
+    to_address: str
+    subject: str
+    body_text: str
+    created_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+async def enqueue(conn: asyncpg.Connection, mail: OutgoingMail, *, now: datetime) -> int:
+    mail_id: int = await conn.fetchval(
+        "INSERT INTO mail_outbox (to_address, subject, body_text, created_at)"
+        " VALUES ($1, $2, $3, $4) RETURNING id",
+        mail.to_address,
+        mail.subject,
+        mail.body_text,
+        now,
+    )
+    return mail_id
+
+
+async def deliver(pool: asyncpg.Pool, mail_id: int, sender: MailSender, *, now: datetime) -> None:
+    """Send one outbox message (after its transaction committed); MailNotSent if it failed."""
+    row = await pool.fetchrow(
+        "SELECT to_address, subject, body_text FROM mail_outbox WHERE id = $1 AND sent_at IS NULL",
+        mail_id,
+    )
+    if row is None:
+        return  # sent already
+    mail = OutgoingMail(row["to_address"], row["subject"], row["body_text"])
+    try:
+        await sender.send(mail)
+    except Exception as exc:  # any failure of the mail server or the network
+        log.warning("mail %d to the outbox's address not sent: %s", mail_id, exc)
+        await pool.execute(
+            "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            mail_id,
+            f"{type(exc).__name__}: {exc}"[:LAST_ERROR_CHARS_MAX],
+        )
+        raise MailNotSent(str(exc)) from exc
+    await pool.execute(
+        "UPDATE mail_outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL,"
+        " body_text = CASE WHEN $3 THEN $4 ELSE body_text END WHERE id = $1",
+        mail_id,
+        now,
+        sender.delivers,
+        SENT_BODY_PLACEHOLDER,
+    )
+
+
+async def latest_mail(
+    db: asyncpg.Pool | asyncpg.Connection, limit: int = MAILBOX_MESSAGES_MAX
+) -> list[StoredMail]:
+    rows = await db.fetch(
+        "SELECT id, to_address, subject, body_text, created_at, sent_at, attempts, last_error"
+        " FROM mail_outbox ORDER BY id DESC LIMIT $1",
+        min(limit, MAILBOX_MESSAGES_MAX),
+    )
+    return [StoredMail(**dict(r)) for r in rows]
