@@ -39,12 +39,12 @@ SURVEY_SCORE_MAX = 10
 SURVEY_WINDOW_DAYS = 7
 EXPORT_TRANSACTIONS_MAX = 100_000  # far above any member's history; bounds the document
 ACCOUNT_DELETION_CONFIRMATION = "delete-my-account"
-# Settlement values breakage from `lot_expiries` of 'expire' entries
-# (api/settlement/run.py, _VALUATION). A forfeit is the same movement (a
-# member's lots to breakage at the lots' prices), so it is posted as one until
-# settlement also counts the reserved 'forfeit' kind (migration 0006); the
-# entry carries the member's id and `member_closures.entry_id` names it.
-FORFEIT_ENTRY_KIND = "expire"
+# A closed account's points go to breakage like expired ones (the lots to 0,
+# recorded in `lot_expiries`), under their own kind so the journal says why;
+# settlement values both at the lots' prices (api/settlement/run.py,
+# _VALUATION). The entry carries the member's id; `member_closures.entry_id`
+# names it.
+FORFEIT_ENTRY_KIND = "forfeit"
 
 
 def _clean_text(value: str, field: str, length_max: int) -> str | None:

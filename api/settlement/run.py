@@ -318,14 +318,15 @@ class _Position(msgspec.Struct, frozen=True):
 # the lots the points left: a capture's points are the hold's lots less what
 # went back (latest expiry first, as `RESTORE_HOLD_CTES` puts them back); a
 # refund's come from the purchase's own lot or its debt (the earn's price) and
-# from other lots (`refund_lots`); an expiry's from `lot_expiries`.
+# from other lots (`refund_lots`); an expiry's, or a closed account's
+# forfeit, from `lot_expiries`.
 _VALUATION = """
 WITH run_entries AS (
     SELECT e.id, e.kind, e.transaction_id
     FROM statements s
     JOIN settled_entries se ON se.statement_id = s.id
     JOIN journal_entries e ON e.id = se.entry_id
-    WHERE s.run_id = $1 AND e.kind IN ('capture', 'refund', 'expire')
+    WHERE s.run_id = $1 AND e.kind IN ('capture', 'refund', 'expire', 'forfeit')
 ),
 hold AS (
     SELECT hl.points, l.price_micros, t.points - t.points_captured AS restore,
@@ -362,7 +363,7 @@ expired AS (
     FROM run_entries r
     JOIN lot_expiries x ON x.entry_id = r.id
     JOIN lots l ON l.id = x.lot_id
-    WHERE r.kind = 'expire'
+    WHERE r.kind IN ('expire', 'forfeit')  -- a closed account's points are breakage too
 )
 SELECT captured.points AS captured_points, captured.micros AS captured_micros,
        refunded.points AS refunded_points, refunded.micros AS refunded_micros,

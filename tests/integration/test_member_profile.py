@@ -176,7 +176,7 @@ async def test_deletion_forfeits_points_to_breakage_erases_data_and_settles(
     entry = await pool.fetchrow(
         "SELECT kind, member_id FROM journal_entries WHERE id = $1", closure.entry_id
     )
-    assert (entry["kind"], entry["member_id"]) == ("expire", member_id)
+    assert (entry["kind"], entry["member_id"]) == ("forfeit", member_id)
 
     # Erasure: nothing left that names the person.
     row = await pool.fetchrow("SELECT * FROM members WHERE id = $1", member_id)
