@@ -38,7 +38,7 @@ class Inbox:
         return "250 OK"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -48,7 +48,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
     inbox = Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     yield inbox, port
@@ -139,7 +139,7 @@ async def test_a_refused_send_is_reported_and_kept_unsent(
     pool: asyncpg.Pool,
 ) -> None:
     # Nothing listens on this port: the connection is refused.
-    settings = _settings(tmp_path_factory, KRING_SMTP_URL=f"smtp://127.0.0.1:{_free_port()}")
+    settings = _settings(tmp_path_factory, KRING_SMTP_URL=f"smtp://127.0.0.1:{free_port()}")
     app = _app(settings, database_url, clock, pool)
     api = _client(app, "10.3.0.2")
     refused = await api.post("/member/v1/auth/code", json={"email": "down@example.com"})
