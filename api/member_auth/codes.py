@@ -47,8 +47,13 @@ CODE_SEND_WINDOW = timedelta(hours=1)
 CODE_CHECKS_PER_IP_MAX = 30  # per CODE_CHECK_WINDOW, across all addresses
 CODE_CHECK_WINDOW = timedelta(minutes=10)
 EMAIL_CHARS_MAX = 254
-# One request in this many also deletes old rate-limit windows.
+# One request in this many also deletes what sign-in no longer needs.
 PRUNE_ONE_IN = 100
+# Kept this long after they end: enough to answer "code_used"/"code_expired"
+# and to read a mail's fate, short enough not to hoard addresses of people
+# who never signed up.
+SIGN_IN_ROWS_KEPT = timedelta(days=1)
+MAIL_ROWS_KEPT = timedelta(days=7)
 
 SENDS_PER_ADDRESS = Limit("code-send:address", CODE_SENDS_PER_ADDRESS_MAX, CODE_SEND_WINDOW)
 SENDS_PER_IP = Limit("code-send:ip", CODE_SENDS_PER_IP_MAX, CODE_SEND_WINDOW)
@@ -121,7 +126,7 @@ async def request_code(
     """Make a code for the address and put its mail in the outbox; the outbox id."""
     email = normalize_email(raw_email)
     if random.randrange(PRUNE_ONE_IN) == 0:
-        await rate_limits.prune(pool, now=now)
+        await prune(pool, now=now)
     await _within(pool, SENDS_PER_IP, ip, now=now, what="codes asked for from here")
     await _within(pool, SENDS_PER_ADDRESS, email, now=now, what="codes asked for this address")
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -146,6 +151,22 @@ async def request_code(
         return await enqueue(conn, code_mail(email, code), now=now)
 
     return await transaction(pool, work)
+
+
+async def prune(pool: asyncpg.Pool, *, now: datetime) -> None:
+    """Delete ended codes, sessions, sent mail and old rate-limit windows."""
+    await rate_limits.prune(pool, now=now)
+    await pool.execute(
+        "DELETE FROM sign_in_codes WHERE expires_at < $1"
+        " AND (cooldown_until IS NULL OR cooldown_until < $2)",
+        now - SIGN_IN_ROWS_KEPT,
+        now,
+    )
+    await pool.execute(
+        "DELETE FROM member_sessions WHERE expires_at < $1 OR revoked_at < $1",
+        now - SIGN_IN_ROWS_KEPT,
+    )
+    await pool.execute("DELETE FROM mail_outbox WHERE sent_at < $1", now - MAIL_ROWS_KEPT)
 
 
 def _cooling_down(until: datetime, now: datetime) -> RetryLater:

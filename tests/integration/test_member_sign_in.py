@@ -502,3 +502,23 @@ async def test_the_openapi_document_has_the_member_auth_calls(
     assert "memberBearer" in schema["components"]["securitySchemes"]
     assert "/member/v1/auth/code" in schema["paths"] and "/member/v1/auth/token" in schema["paths"]
     assert schema["paths"]["/member/v1/auth/revoke"]["post"]["security"] == [{"memberBearer": []}]
+
+
+async def test_prune_deletes_only_what_sign_in_no_longer_needs(
+    http_for: Callable[..., httpx.AsyncClient], pool: asyncpg.Pool, clock: ManualClock
+) -> None:
+    api, email = http_for(), new_email()
+    await api.post("/member/v1/auth/code", json={"email": email})
+    await codes.prune(pool, now=clock.now())
+    assert await pool.fetchval("SELECT count(*) FROM sign_in_codes WHERE email = $1", email) == 1
+    clock.advance(codes.SIGN_IN_ROWS_KEPT + timedelta(minutes=codes.CODE_TTL_MINUTES + 1))
+    fresh = new_email()
+    await api.post("/member/v1/auth/code", json={"email": fresh})
+    await codes.prune(pool, now=clock.now())
+    left = await pool.fetch("SELECT email FROM sign_in_codes WHERE email = ANY($1)", [email, fresh])
+    assert [r["email"] for r in left] == [fresh]
+    stale = await pool.fetchval(
+        "SELECT count(*) FROM member_sessions WHERE expires_at < $1",
+        clock.now() - timedelta(days=1),
+    )
+    assert stale == 0
