@@ -1,7 +1,8 @@
 """Signing up in headless Chromium at a phone's size, with the code delivered
 through a real SMTP server on loopback (aiosmtpd): a page that needs a
-session sends the browser to sign in and back; a wrong code is announced;
-sign-out ends the session. axe-core finds no serious or critical violations
+session sends the browser to sign in and back; a wrong code is announced; a
+partner's earn for the new card shows on home and in history; sign-out ends
+the session. axe-core finds no serious or critical violations
 on the sign-in pages.
 """
 
@@ -71,7 +72,11 @@ async def phone_page(browser: Browser, live_server: str) -> AsyncIterator[Any]:
 
 
 async def test_a_new_member_signs_up_with_a_mailed_code(
-    phone_page: Any, smtp_server: tuple[Inbox, int], pool: asyncpg.Pool
+    phone_page: Any,
+    smtp_server: tuple[Inbox, int],
+    pool: asyncpg.Pool,
+    make_partner: Any,
+    client_for: Any,
 ) -> None:
     page, (inbox, _) = phone_page, smtp_server
     await page.goto("/card")
@@ -105,6 +110,16 @@ async def test_a_new_member_signs_up_with_a_mailed_code(
     await expect(page.locator(".card-number")).to_have_text(
         " ".join(card[i : i + 4] for i in range(0, 16, 4))
     )
+
+    # The new card works at a partner's till at once: an earn through the
+    # partner API shows on home and in history.
+    async with client_for(await make_partner(code="first-shop", name="First Shop")) as till:
+        await till.earn(card, 1999, "EUR", receipt_ref="welcome")
+    await page.goto("/")
+    await expect(page.get_by_test_id("pending-points")).to_have_text("19")
+    await page.goto("/history")
+    await expect(page.locator("#history-list")).to_contain_text("First Shop")
+    await expect(page.locator("#history-list")).to_contain_text("+19")
 
     await page.goto("/profile")
     await page.get_by_role("button", name=re.compile("sign out", re.IGNORECASE)).click()
