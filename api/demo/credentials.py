@@ -178,7 +178,9 @@ def render_summary(
         lines.append("Partner API credentials (shown once):")
         lines += [f"  {p.code}: {p.client_id} {p.client_secret}" for p in credentials.partners]
     for member in credentials.sample_members:
-        lines.append(f"  card {member.card_number}  {member.display_name}: {member.note}")
+        lines.append(
+            f"  card {member.card_number}  {member.display_name} <{member.email}>: {member.note}"
+        )
     first = credentials.partners[0]
     card = credentials.sample_members[0].card_number if credentials.sample_members else "<card>"
     lines += [
@@ -192,5 +194,12 @@ def render_summary(
             "",
             f"Partner portal (till, transactions): {portal}",
             f"  sign in as {first.portal_email} / {first.portal_password}",
+        ]
+    if credentials.sample_members:
+        base = (api_url or credentials.api_url).removesuffix("/partner/v1")
+        lines += [
+            "",
+            f"Member wallet: {base}/ (sign in as {credentials.sample_members[0].email};"
+            f" the code is in {base}/dev/mailbox)",
         ]
     return "\n".join(lines)

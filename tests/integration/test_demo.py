@@ -160,6 +160,10 @@ async def test_credentials_file_works_and_summary_points_to_it(demo, pool):
             assert staff is not None and staff.role == "manager"
     first = content["partners"][0]
     assert f"sign in as {first['portal_email']} / {first['portal_password']}" in summary
+    # The wallet sign-in line names a sample member whose address is on file.
+    email = content["sample_members"][0]["email"]
+    assert f"(sign in as {email};" in summary
+    assert await pool.fetchval("SELECT count(*) FROM members WHERE email = $1", email) == 1
     cards = [m["card_number"] for m in content["sample_members"]]
     assert len(cards) >= 3
     known = await pool.fetchval(
