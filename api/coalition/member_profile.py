@@ -25,6 +25,7 @@ from uuid import UUID
 
 import asyncpg
 
+from api.coalition.member_views import SURVEY_WINDOW_DAYS
 from api.db.pool import transaction
 from api.db.sql import Query
 from api.errors import Conflict, DomainError, NotFound
@@ -36,7 +37,6 @@ DISPLAY_NAME_LENGTH_MAX = 100
 SALUTATION_LENGTH_MAX = 50
 SURVEY_COMMENT_LENGTH_MAX = 1000
 SURVEY_SCORE_MAX = 10
-SURVEY_WINDOW_DAYS = 7
 EXPORT_TRANSACTIONS_MAX = 100_000  # far above any member's history; bounds the document
 ACCOUNT_DELETION_CONFIRMATION = "delete-my-account"
 # A closed account's points go to breakage like expired ones (the lots to 0,

@@ -242,6 +242,39 @@ LIMIT $3
 """
 
 
+@dataclass(frozen=True, slots=True)
+class SurveyDue:
+    transaction_id: UUID
+    partner_name: str
+    occurred_at: datetime
+    open_until: datetime
+
+
+async def survey_due(
+    pool: asyncpg.Pool | asyncpg.Connection, member_id: int, now: datetime
+) -> SurveyDue | None:
+    """The member's latest purchase that can still be rated (an earn within
+    SURVEY_WINDOW_DAYS, not rated yet): what the home page asks about. One
+    query, on the member's transactions index."""
+    row = await pool.fetchrow(
+        """
+        SELECT t.id, p.name, t.occurred_at
+        FROM transactions t
+        JOIN partners p ON p.id = t.partner_id
+        WHERE t.member_id = $1 AND t.kind = 'earn' AND t.occurred_at > $2
+          AND NOT EXISTS (SELECT FROM member_surveys s WHERE s.transaction_id = t.id)
+        ORDER BY t.created_at DESC, t.id DESC
+        LIMIT 1
+        """,
+        member_id,
+        now - timedelta(days=SURVEY_WINDOW_DAYS),
+    )
+    if row is None:
+        return None
+    open_until = row["occurred_at"] + timedelta(days=SURVEY_WINDOW_DAYS)
+    return SurveyDue(row["id"], row["name"], row["occurred_at"], open_until)
+
+
 def survey_state(kind: str, occurred_at: datetime, score: int | None, now: datetime) -> SurveyState:
     if kind != "earn":
         return SurveyState(False, None, score)

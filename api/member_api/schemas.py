@@ -28,6 +28,12 @@ class PointsOnDate(msgspec.Struct, kw_only=True):
     points: int
 
 
+class SurveyDueOut(msgspec.Struct, kw_only=True):
+    transaction_id: Annotated[UUID, _doc("The purchase to rate (POST …/transactions/{id}/survey)")]
+    partner_name: str
+    open_until: Annotated[datetime, _doc("The last moment it can be rated")]
+
+
 class MeOut(msgspec.Struct, kw_only=True):
     member_id: Annotated[UUID, _doc("The member's public id")]
     card_number: Annotated[str, _doc("16-digit card number shown at the till")]
@@ -43,6 +49,10 @@ class MeOut(msgspec.Struct, kw_only=True):
     pending: Annotated[list[PointsOnDate], _doc("When pending points become available, by day")]
     expiring_points: Annotated[int, _doc("Available points that expire in the next 30 days")]
     expiring: Annotated[list[PointsOnDate], _doc("Those points by expiry day")]
+    survey_due: Annotated[
+        SurveyDueOut | None,
+        _doc("The latest purchase that can still be rated (within 7 days, not yet rated)"),
+    ] = None
 
 
 class MemberTransactionOut(msgspec.Struct, kw_only=True):

@@ -48,6 +48,7 @@ async def me(pool: asyncpg.Pool, member_id: int, now: datetime) -> schemas.MeOut
     summary = await member_views.member_summary(pool, member_id, now)
     if summary is None:
         raise _missing_member()
+    due = await member_views.survey_due(pool, member_id, now)
     return schemas.MeOut(
         member_id=summary.public_id,
         card_number=summary.card_number,
@@ -61,6 +62,13 @@ async def me(pool: asyncpg.Pool, member_id: int, now: datetime) -> schemas.MeOut
         pending=[schemas.PointsOnDate(on=p.on, points=p.points) for p in summary.pending],
         expiring_points=summary.expiring_points,
         expiring=[schemas.PointsOnDate(on=p.on, points=p.points) for p in summary.expiring],
+        survey_due=None
+        if due is None
+        else schemas.SurveyDueOut(
+            transaction_id=due.transaction_id,
+            partner_name=due.partner_name,
+            open_until=due.open_until,
+        ),
     )
 
 

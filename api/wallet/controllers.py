@@ -61,6 +61,7 @@ async def home(request: Request[Any, Any, Any], who: Who) -> Response[str]:
     rt = _rt(request)
     summary = await views.member_summary(rt.db, who.principal.member_id, rt.clock.now())
     recent = await views.member_history(rt.db, who.principal.member_id, HOME_RECENT_MAX, None)
+    survey = await views.survey_due(rt.db, who.principal.member_id, rt.clock.now())
     return page(
         request,
         "wallet/home.html",
@@ -68,6 +69,7 @@ async def home(request: Request[Any, Any, Any], who: Who) -> Response[str]:
             **_base(who, "home"),
             "summary": summary,
             "recent": recent.items,
+            "survey": survey,
             "expiring_window_days": views.EXPIRING_WINDOW_DAYS,
         },
     )

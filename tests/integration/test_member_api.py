@@ -66,6 +66,9 @@ async def test_member_reads_only_their_own_data(
     assert body["pending"] == [
         {"on": (clock.now() + timedelta(days=14)).date().isoformat(), "points": 30}
     ]
+    # Ann's own purchase is the one to rate, never Bob's.
+    assert body["survey_due"]["transaction_id"] == str(ann_earn.id)
+    assert body["survey_due"]["partner_name"] == "Shop"
 
     page = (await http.get("/member/v1/transactions?limit=1", headers=as_ann)).json()
     assert [t["id"] for t in page["items"]] == [str(refund.id)]

@@ -247,3 +247,27 @@ async def test_survey_once_profile_export_and_delete(
     assert gone.status_code == 200 and "Your account is deleted" in gone.text
     assert (await leaver.get("/")).status_code == 303
     await leaver.aclose()
+
+
+async def test_home_asks_about_the_latest_purchase_until_rated_or_a_week_has_passed(
+    app, pool, clock, settings, make_partner, make_member, client_for
+) -> None:
+    card = await make_member(display_name="Rater")
+    async with client_for(await make_partner(name="Survey Bakery")) as till:
+        earn = await till.earn(card, 1_500, "EUR")
+    member = await wallet_client(app, pool, clock, settings, card)
+    home = await member.get("/")
+    assert "How was Survey Bakery?" in home.text and f'href="/survey/{earn.id}"' in home.text
+    form = await member.get(f"/survey/{earn.id}")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    await member.post(f"/survey/{earn.id}", data={"score": "8", "csrf_token": csrf})
+    assert "How was" not in (await member.get("/")).text  # answered: not asked again
+
+    async with client_for(await make_partner(name="Late Grocer")) as till:
+        await till.earn(card, 2_000, "EUR")
+    assert "How was Late Grocer?" in (await member.get("/")).text
+    clock.advance(timedelta(days=7, seconds=1))
+    member = await wallet_client(
+        app, pool, clock, settings, card
+    )  # a fresh session for the new day
+    assert "How was" not in (await member.get("/")).text  # the week to rate it is over
