@@ -40,9 +40,10 @@ from api.portal.guards import (
     session_secret,
     signed_in,
 )
-from api.portal.pages import is_htmx, page
+from api.portal.pages import page
 from api.portal.staff import authenticate
 from api.web.state import Runtime, runtime
+from api.web.templates import is_htmx
 
 PORTAL = "/portal"
 SIGN_IN = f"{PORTAL}/sign-in"

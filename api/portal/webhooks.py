@@ -30,8 +30,9 @@ from api.portal.guards import (
     require_csrf,
     require_manager,
 )
-from api.portal.pages import is_htmx, page
+from api.portal.pages import page
 from api.web.state import Runtime, runtime
+from api.web.templates import is_htmx
 
 WEBHOOKS = "/portal/webhooks"
 DELIVERY_LOG_PAGE_SIZE = 20

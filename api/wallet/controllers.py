@@ -26,8 +26,9 @@ from api.member_auth.guards import (
 )
 from api.wallet import pwa
 from api.wallet.card import card_holder, card_number_groups, code128_svg, qr_svg
-from api.wallet.pages import HTML, page, render
+from api.wallet.pages import page, render
 from api.web.state import Runtime, runtime
+from api.web.templates import HTML
 
 Who = NamedDependency[WalletSession]
 HISTORY_PAGE_SIZE = 20

@@ -1,25 +1,15 @@
-"""Rendering wallet pages and the fragments htmx asks for, from pwa/templates/wallet/.
-
-Every page answers with `Vary: HX-Request`: the same URL is a whole page for
-a browser and a fragment for htmx, and a cache (the browser's, the service
-worker's) must keep them apart.
-"""
+"""Rendering wallet pages and the fragments htmx asks for, from pwa/templates/wallet/
+(through api/web/templates.py, with the wallet's filters)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from litestar import Request, Response
 
 from api.coalition.member_views import MEMBER_TIME_ZONE
 from api.portal.forms import format_cents
+from api.web.templates import Pages
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "pwa" / "templates"
-HTML = "text/html; charset=utf-8"
 _ZONE = ZoneInfo(MEMBER_TIME_ZONE)
 
 
@@ -45,42 +35,13 @@ def format_moment(value: datetime | None) -> str:
     return f"{local.day} {local:%b %Y, %H:%M}"
 
 
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES_DIR),
-    autoescape=select_autoescape(default=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
+_pages = Pages(
+    filters={
+        "points": format_points,
+        "cents": format_cents,
+        "day": format_day,
+        "moment": format_moment,
+    }
 )
-_env.filters.update(points=format_points, cents=format_cents, day=format_day, moment=format_moment)
-
-
-def is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
-def render(template: str, context: dict[str, Any], *, block: str | None = None) -> str:
-    """The whole page, or one of its blocks (the fragment an htmx request swaps in)."""
-    tmpl = _env.get_template(template)
-    if block is None:
-        return tmpl.render(context)
-    return "".join(tmpl.blocks[block](tmpl.new_context(context)))
-
-
-def page(
-    request: Request[Any, Any, Any],
-    template: str,
-    context: dict[str, Any],
-    *,
-    fragment: str | None = None,
-    status: int = 200,
-    cache: str = "no-store",
-) -> Response[str]:
-    """Render `fragment` for htmx requests and the whole page otherwise."""
-    block = fragment if fragment is not None and is_htmx(request) else None
-    return Response(
-        render(template, context, block=block),
-        status_code=status,
-        media_type=HTML,
-        headers={"Cache-Control": cache, "Vary": "HX-Request"},
-    )
+render = _pages.render
+page = _pages.page
