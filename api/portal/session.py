@@ -19,11 +19,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import jwt
+from api import signed_tokens
 
-ALGORITHM = "HS256"
 AUDIENCE = "kring:portal"
-ISSUER = "kring"
 SESSION_COOKIE = "kring_portal"
 SIGN_IN_CSRF_COOKIE = "kring_portal_csrf"
 SESSION_TTL = timedelta(hours=8)
@@ -43,15 +41,13 @@ def new_csrf_token() -> str:
 
 
 def issue_session(staff_id: int, *, secret: str, now: datetime) -> str:
-    claims = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": str(staff_id),
-        "csrf": new_csrf_token(),
-        "iat": int(now.timestamp()),
-        "exp": int((now + SESSION_TTL).timestamp()),
-    }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return signed_tokens.mint(
+        {"sub": str(staff_id), "csrf": new_csrf_token()},
+        audience=AUDIENCE,
+        secret=secret,
+        now=now,
+        expires_at=now + SESSION_TTL,
+    )
 
 
 def read_session(token: str | None, *, secret: str, now: datetime) -> PortalSession | None:
@@ -59,21 +55,12 @@ def read_session(token: str | None, *, secret: str, now: datetime) -> PortalSess
     if not token:
         return None
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            # Expiry is checked against Kring's clock below, so tests can move time.
-            options={"require": ["exp", "iat", "sub", "csrf"], "verify_exp": False},
+        claims = signed_tokens.read(
+            token, audience=AUDIENCE, secret=secret, now=now, require=("sub", "csrf")
         )
-        expires, csrf, staff_id = int(claims["exp"]), str(claims["csrf"]), int(claims["sub"])
-    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
+        return PortalSession(staff_id=int(claims["sub"]), csrf_token=str(claims["csrf"]))
+    except (signed_tokens.TokenRejected, ValueError, TypeError):
         return None
-    if expires <= now.timestamp():
-        return None
-    return PortalSession(staff_id=staff_id, csrf_token=csrf)
 
 
 def csrf_matches(expected: str | None, sent: str | None) -> bool:

@@ -14,7 +14,8 @@ import pytest
 
 from api.coalition.partners import rotate_credentials, set_partner_status
 from api.db.pool import transaction
-from api.partner_api.auth import ALGORITHM, AUDIENCE, ISSUER
+from api.partner_api.auth import AUDIENCE
+from api.signed_tokens import ALGORITHM, ISSUER
 from tests.e2e.test_bad_input import (
     AUTO,
     Api,
