@@ -1,0 +1,1 @@
+"""Programme admins: accounts (password and a mandatory second factor), roles, the audit log."""
