@@ -14,6 +14,7 @@ from litestar.openapi.plugins import RedocRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
+from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
 from api.clock import Clock
 from api.db.pool import create_pool
 from api.member_api.controllers import MemberApiController
@@ -88,6 +89,7 @@ def create_app(
             *pwa_handlers,
             MemberApiController,
             *member_auth_handlers(settings.mode),
+            *ADMIN_AUTH_HANDLERS,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),
@@ -113,6 +115,10 @@ def create_app(
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
                     # Member API access tokens (POST /member/v1/auth/token), one hour.
                     "memberBearer": SecurityScheme(
+                        type="http", scheme="bearer", bearer_format="JWT"
+                    ),
+                    # Admin API access tokens (POST /admin/v1/token), 15 minutes.
+                    "adminBearer": SecurityScheme(
                         type="http", scheme="bearer", bearer_format="JWT"
                     ),
                 }
