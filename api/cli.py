@@ -1,4 +1,4 @@
-"""The `kring` command: serve, worker, db, demo, partner, member, staff, settle, payouts, ledger."""
+"""The `kring` command: serve, worker, db, demo, partner, member, staff, admin, settle, payouts, ledger."""
 
 from __future__ import annotations
 
@@ -368,6 +368,64 @@ def staff_create(
         click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
         sys.exit(1)
     click.echo(f"staff {created.email} ({created.role}) can sign in to {created.partner_name}")
+
+
+@main.group()
+def admin() -> None:
+    """Programme admin accounts (the admin API's sign-in)."""
+
+
+@admin.command("create")
+@click.option("--email", required=True, help="The sign-in name.")
+@click.option(
+    "--role", type=click.Choice(["owner", "finance", "support", "marketing"]), required=True
+)
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from stdin.")
+@pass_context
+def admin_create(ctx: Context, email: str, role: str, password_stdin: bool) -> None:
+    """Create an admin; prints the TOTP set-up URI and the recovery codes, once."""
+    from api.admin_auth.accounts import create_admin
+    from api.errors import DomainError
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        created = ctx.run_db(
+            lambda pool: transaction(
+                pool,
+                lambda conn: create_admin(
+                    conn, email=email, role=role, password=password, now=Clock().now()
+                ),
+            )
+        )
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(f"admin {created.principal.email} ({created.principal.role}) created")
+    click.echo("Add this to an authenticator app (or show it as a QR code):")
+    click.echo(created.totp_uri)
+    click.echo("Recovery codes, each usable once; they are not shown again:")
+    for code in created.recovery_codes:
+        click.echo(code)
+
+
+@admin.command("disable")
+@click.option("--email", required=True)
+@pass_context
+def admin_disable(ctx: Context, email: str) -> None:
+    """Disable an admin; their access tokens stop working at once."""
+    from api.admin_auth.accounts import disable_admin
+    from api.errors import DomainError
+
+    try:
+        disabled = ctx.run_db(
+            lambda pool: transaction(
+                pool, lambda conn: disable_admin(conn, email, now=Clock().now())
+            )
+        )
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(f"admin {disabled.email} disabled")
 
 
 @main.command()

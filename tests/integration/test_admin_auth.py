@@ -6,13 +6,18 @@ guard, and the append-only audit log with its owner-only listing.
 from __future__ import annotations
 
 import itertools
+import logging
+import re
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pyotp
 import pytest
+from click.testing import CliRunner
 from litestar import get
 from litestar.di import Provide
 
@@ -21,6 +26,7 @@ from api.admin_auth import accounts, audit
 from api.admin_auth.guards import Admin, admin_principal, requires_roles
 from api.admin_auth.tokens import issue_admin_token
 from api.app import create_app
+from api.cli import main
 from api.clock import ManualClock
 from api.db.pool import transaction
 from api.settings import Settings
@@ -362,3 +368,35 @@ async def test_audit_listing_is_owner_only_filtered_and_paginated(
             "/admin/v1/audit", params={"cursor": "nonsense"}, headers=bearer(owner_token)
         )
         assert (bad.status_code, bad.json()["code"]) == (400, "invalid_cursor")
+
+
+@pytest.fixture
+def root_logger_restored() -> Iterator[None]:
+    # `kring` configures the root logger for its process; in-process, that
+    # handler would outlive the runner's captured stderr and log into a closed stream.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_the_cli_creates_and_disables_an_admin(
+    database_url: str, tmp_path: Path, root_logger_restored: None
+) -> None:
+    runner = CliRunner()
+    env = {"DATABASE_URL": database_url, "KRING_DATA_DIR": str(tmp_path)}
+    create = ["admin", "create", "--email", "cli-admin@kring.test", "--role", "support"]
+    created = runner.invoke(main, [*create, "--password-stdin"], input=PASSWORD + "\n", env=env)
+    assert created.exit_code == 0, created.output
+    lines = created.stdout.splitlines()
+    uri = next(line for line in lines if line.startswith("otpauth://totp/"))
+    assert "secret=" in uri and "issuer=Kring" in uri
+    codes = [line for line in lines if re.fullmatch(r"([A-Z2-7]{4}-){3}[A-Z2-7]{4}", line)]
+    assert len(codes) == accounts.RECOVERY_CODES_COUNT
+    again = runner.invoke(main, [*create, "--password-stdin"], input=PASSWORD + "\n", env=env)
+    assert again.exit_code == 1 and "admin_exists" in again.stderr
+    disabled = runner.invoke(main, ["admin", "disable", "--email", "cli-admin@kring.test"], env=env)
+    assert disabled.exit_code == 0, disabled.output
+    unknown = runner.invoke(main, ["admin", "disable", "--email", "nobody@kring.test"], env=env)
+    assert unknown.exit_code == 1 and "admin_not_found" in unknown.stderr
