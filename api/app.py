@@ -17,7 +17,9 @@ from litestar.static_files import create_static_files_router
 from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
 from api.clock import Clock
 from api.db.pool import create_pool
+from api.lottery_pages.controllers import lottery_public_handlers, lottery_wallet_router
 from api.member_api.controllers import MemberApiController
+from api.member_api.lotteries import MemberLotteryController
 from api.member_auth.controllers import member_auth_handlers
 from api.member_auth.guards import WALLET_EXCEPTION_HANDLERS
 from api.partner_api.controllers import (
@@ -88,6 +90,9 @@ def create_app(
             wallet_router,
             *pwa_handlers,
             MemberApiController,
+            MemberLotteryController,
+            lottery_wallet_router,
+            *lottery_public_handlers,
             *member_auth_handlers(settings.mode),
             *ADMIN_AUTH_HANDLERS,
             create_static_files_router(

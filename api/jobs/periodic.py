@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 import asyncpg
 
+from api.engagement.lotteries import advance_and_draw
 from api.ledger.burn import expire_holds
 from api.ledger.lots import BatchResult, expire_due, release_due
 from api.settlement.run import settle_due
@@ -74,6 +75,13 @@ async def settle_statements(pool: asyncpg.Pool, now: datetime) -> None:
             )
 
 
+async def draw_lotteries(pool: asyncpg.Pool, now: datetime) -> None:
+    """Lottery statuses follow the clock; lotteries past their draw time are
+    drawn, each exactly once however many workers race (api/engagement/lotteries.py)."""
+    for lottery_id in await advance_and_draw(pool, now):
+        log.info("drew lottery %d", lottery_id)
+
+
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a
 # rename needs the old name kept until queued jobs under it have drained.
 PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
@@ -83,6 +91,7 @@ PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
         "expire_burn_authorizations": expire_burn_authorizations,
         "deliver_webhooks": deliver_webhooks,
         "settle_statements": settle_statements,
+        "draw_lotteries": draw_lotteries,
     }
 )
 

@@ -326,7 +326,7 @@ WITH run_entries AS (
     FROM statements s
     JOIN settled_entries se ON se.statement_id = s.id
     JOIN journal_entries e ON e.id = se.entry_id
-    WHERE s.run_id = $1 AND e.kind IN ('capture', 'refund', 'expire', 'forfeit')
+    WHERE s.run_id = $1 AND e.kind IN ('capture', 'refund', 'expire', 'forfeit', 'lottery_ticket')
 ),
 hold AS (
     SELECT hl.points, l.price_micros, t.points - t.points_captured AS restore,
@@ -363,7 +363,7 @@ expired AS (
     FROM run_entries r
     JOIN lot_expiries x ON x.entry_id = r.id
     JOIN lots l ON l.id = x.lot_id
-    WHERE r.kind IN ('expire', 'forfeit')  -- a closed account's points are breakage too
+    WHERE r.kind IN ('expire', 'forfeit', 'lottery_ticket')  -- closed accounts', tickets' points too
 )
 SELECT captured.points AS captured_points, captured.micros AS captured_micros,
        refunded.points AS refunded_points, refunded.micros AS refunded_micros,

@@ -1,0 +1,1 @@
+"""Engagement: tiers, challenges, referrals, lotteries (issue 5). No web framework here."""
