@@ -140,9 +140,9 @@ async def _settle(
         day,
     )
     statements = await _open_statements(conn, run_id, day, period_end, previous, now)
-    filed, partner_lines = await _file_and_sum(conn, statements, period_end)
+    filed, partner_lines, members_points = await _file_and_sum(conn, statements, period_end)
     entries = sum(filed.values())
-    position = await _recognise(conn, run_id, previous, partner_lines)
+    position = await _recognise(conn, run_id, previous, partner_lines, members_points)
     await _post_money(conn, statements, filed, partner_lines, position, now)
     await conn.execute(
         "UPDATE settlement_runs SET finished_at = $2, statements = $3, entries = $4,"
@@ -261,13 +261,22 @@ WHERE e.kind IN ('earn', 'refund', 'capture')
 GROUP BY f.statement_id, e.kind
 UNION ALL
 SELECT statement_id, 'filed', count(*), 0, 0 FROM filed GROUP BY statement_id
+UNION ALL
+-- How the members' points (available, pending, held, debt: the liability in
+-- points) moved, whoever moved them: partners, expiry, or the programme.
+SELECT 0, 'members', 0, coalesce(sum(p.amount), 0)::bigint, 0
+FROM filed f
+JOIN postings p ON p.entry_id = f.entry_id
+JOIN accounts a ON a.id = p.account_id
+WHERE a.member_id IS NOT NULL
 """
 
 
 async def _file_and_sum(
     conn: asyncpg.Connection, statements: list[_Opened], period_end: datetime
-) -> tuple[dict[int, int], list[_Line]]:
-    """(entries filed per statement, each partner statement's lines). A line
+) -> tuple[dict[int, int], list[_Line], int]:
+    """(entries filed per statement, each partner statement's lines, how many
+    points the filed entries moved onto members' accounts). A line
     is Σ points x stored price per category, signed as the partner sees it:
     an earn's posting on the partner's issued account is negative, because
     the partner owes for those points."""
@@ -280,10 +289,11 @@ async def _file_and_sum(
         min(o.since for o in statements),
     )
     filed = {r["statement_id"]: r["entries"] for r in rows if r["kind"] == "filed"}
+    members_points = sum(r["points"] for r in rows if r["kind"] == "members")
     found = {
         (r["statement_id"], CATEGORY_OF_ENTRY_KIND[r["kind"]]): r
         for r in rows
-        if r["kind"] != "filed"
+        if r["kind"] in CATEGORY_OF_ENTRY_KIND
     }
     lines = []
     for opened in statements:
@@ -300,7 +310,7 @@ async def _file_and_sum(
                     0 if row is None else int(row["micros"]),
                 )
             )
-    return filed, lines
+    return filed, lines, members_points
 
 
 class _Position(msgspec.Struct, frozen=True):
@@ -377,17 +387,18 @@ async def _recognise(
     run_id: int,
     previous: asyncpg.Record | None,
     partner_lines: list[_Line],
+    members_points: int,
 ) -> _Position:
-    """The liability after the run and the revenue it recognised, exactly."""
+    """The liability after the run and the revenue it recognised, exactly.
+    In points it is simply what the members' accounts hold; in money each
+    point counts at the price of the lot it sits in (points the programme
+    issues, e.g. prizes and tier bonuses, sit in lots priced 0)."""
     moved = await conn.fetchrow(_VALUATION, run_id)
 
     def total(category: str, field: str) -> int:
         return sum(getattr(line, field) for line in partner_lines if line.category == category)
 
-    issued_points, issued_micros = (
-        total("points_issued", "points"),
-        -total("points_issued", "amount_micros"),
-    )
+    issued_micros = -total("points_issued", "amount_micros")
     redeemed_micros = total("points_redeemed", "amount_micros")
     refunds_micros = total("refunds", "amount_micros")
     captured_micros = int(moved["captured_micros"])
@@ -400,11 +411,7 @@ async def _recognise(
         breakage_micros=expired_micros,
         spread_points=moved["captured_points"],
         spread_micros=(captured_micros - redeemed_micros) + (refunded_micros - refunds_micros),
-        liability_points=before_points
-        + issued_points
-        - moved["captured_points"]
-        - moved["refunded_points"]
-        - moved["expired_points"],
+        liability_points=before_points + members_points,
         liability_micros=before_micros
         + issued_micros
         - captured_micros

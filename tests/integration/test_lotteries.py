@@ -294,3 +294,8 @@ async def test_settlement_after_tickets_and_prizes_keeps_the_ledger_check_clean(
         d += timedelta(days=1)
     async with pool.acquire() as conn:
         assert await check_ledger(conn) == []
+    # The run's liability (points and value) is what the lots, holds and debt
+    # say directly, prizes (lots priced 0) included.
+    from api.settlement.position import liability_now, programme_position
+
+    assert (await programme_position(pool)).liability == await liability_now(pool)
