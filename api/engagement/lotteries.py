@@ -137,14 +137,28 @@ def validate_new_lottery(new: NewLottery, now: datetime) -> None:
             )
 
 
-async def create_lottery(conn: asyncpg.Connection, new: NewLottery, now: datetime) -> int:
-    """A new lottery with a fresh secret seed; returns its id."""
+@dataclass(frozen=True, slots=True)
+class Created:
+    lottery_id: int
+    replayed: bool  # the key had made this lottery before; nothing was written
+
+
+async def create_lottery(
+    conn: asyncpg.Connection, new: NewLottery, now: datetime, *, key: str | None = None
+) -> Created:
+    """A new lottery with a fresh secret seed. With `key` (an admin's
+    Idempotency-Key), a repeat returns the lottery the key made."""
     validate_new_lottery(new, now)
+    if key is not None:
+        made = await conn.fetchval("SELECT id FROM lotteries WHERE create_key = $1", key)
+        if made is not None:
+            return Created(int(made), replayed=True)
     seed = lottery_draw.new_seed()
     lottery_id: int = await conn.fetchval(
         "INSERT INTO lotteries (name, rules, ticket_price_points, tickets_per_member_max,"
-        " sales_open_at, sales_close_at, draw_at, status, seed_sha256, seed, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        " sales_open_at, sales_close_at, draw_at, status, seed_sha256, seed, created_at,"
+        " create_key)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         new.name.strip(),
         new.rules.strip(),
         new.ticket_price_points,
@@ -156,6 +170,7 @@ async def create_lottery(conn: asyncpg.Connection, new: NewLottery, now: datetim
         lottery_draw.seed_sha256(seed),
         seed,
         now,
+        key,
     )
     await conn.executemany(
         "INSERT INTO lottery_prizes (lottery_id, rank, points, voucher_text) VALUES ($1, $2, $3, $4)",
@@ -164,7 +179,7 @@ async def create_lottery(conn: asyncpg.Connection, new: NewLottery, now: datetim
             for rank, p in enumerate(new.prizes, start=1)
         ],
     )
-    return lottery_id
+    return Created(lottery_id, replayed=False)
 
 
 # Reading ------------------------------------------------------------------
@@ -624,48 +639,47 @@ async def cancel_lottery(pool: asyncpg.Pool, lottery_id: int, now: datetime) -> 
     """Cancel a lottery that has not been drawn and refund every paid ticket,
     exactly once: the status changes under the lottery's row lock, and each
     ticket records the entry that refunded it. A repeat reports the first."""
+    return await transaction(pool, lambda conn: cancel_lottery_on(conn, lottery_id, now))
 
-    async def work(conn: asyncpg.Connection) -> Cancelled:
-        status = await conn.fetchval(
-            "SELECT status FROM lotteries WHERE id = $1 FOR UPDATE", lottery_id
+
+async def cancel_lottery_on(conn: asyncpg.Connection, lottery_id: int, now: datetime) -> Cancelled:
+    """`cancel_lottery` inside the caller's transaction (e.g. with an audit row)."""
+    status = await conn.fetchval(
+        "SELECT status FROM lotteries WHERE id = $1 FOR UPDATE", lottery_id
+    )
+    if status is None:
+        raise NotFound("there is no such lottery", code="lottery_not_found")
+    if status == "drawn":
+        raise Conflict("this lottery has been drawn", code="lottery_already_drawn")
+    if status == "cancelled":
+        done = await conn.fetchrow(
+            "SELECT count(*) AS n, coalesce(sum(price_points), 0)::bigint AS points"
+            " FROM lottery_tickets WHERE lottery_id = $1 AND refund_entry_id IS NOT NULL",
+            lottery_id,
         )
-        if status is None:
-            raise NotFound("there is no such lottery", code="lottery_not_found")
-        if status == "drawn":
-            raise Conflict("this lottery has been drawn", code="lottery_already_drawn")
-        if status == "cancelled":
-            done = await conn.fetchrow(
-                "SELECT count(*) AS n, coalesce(sum(price_points), 0)::bigint AS points"
-                " FROM lottery_tickets WHERE lottery_id = $1 AND refund_entry_id IS NOT NULL",
-                lottery_id,
-            )
-            return Cancelled(lottery_id, done["n"], done["points"], True)
+        return Cancelled(lottery_id, done["n"], done["points"], True)
+    await conn.execute(
+        "UPDATE lotteries SET status = 'cancelled', cancelled_at = $2 WHERE id = $1",
+        lottery_id,
+        now,
+    )
+    rows = await conn.fetch(
+        "SELECT member_id, count(*) AS n, sum(price_points)::bigint AS points"
+        " FROM lottery_tickets WHERE lottery_id = $1 AND paid AND refund_entry_id IS NULL"
+        " GROUP BY member_id",
+        lottery_id,
+    )
+    entry_id = await _pay_out(
+        conn, {r["member_id"]: r["points"] for r in rows}, "lottery_refund", now
+    )
+    if entry_id is not None:
         await conn.execute(
-            "UPDATE lotteries SET status = 'cancelled', cancelled_at = $2 WHERE id = $1",
+            "UPDATE lottery_tickets SET refund_entry_id = $2"
+            " WHERE lottery_id = $1 AND paid AND refund_entry_id IS NULL",
             lottery_id,
-            now,
+            entry_id,
         )
-        rows = await conn.fetch(
-            "SELECT member_id, count(*) AS n, sum(price_points)::bigint AS points"
-            " FROM lottery_tickets WHERE lottery_id = $1 AND paid AND refund_entry_id IS NULL"
-            " GROUP BY member_id",
-            lottery_id,
-        )
-        entry_id = await _pay_out(
-            conn, {r["member_id"]: r["points"] for r in rows}, "lottery_refund", now
-        )
-        if entry_id is not None:
-            await conn.execute(
-                "UPDATE lottery_tickets SET refund_entry_id = $2"
-                " WHERE lottery_id = $1 AND paid AND refund_entry_id IS NULL",
-                lottery_id,
-                entry_id,
-            )
-        return Cancelled(
-            lottery_id, sum(r["n"] for r in rows), sum(r["points"] for r in rows), False
-        )
-
-    return await transaction(pool, work)
+    return Cancelled(lottery_id, sum(r["n"] for r in rows), sum(r["points"] for r in rows), False)
 
 
 # Drawing --------------------------------------------------------------------

@@ -42,6 +42,8 @@ CREATE TABLE lotteries (
     tickets_sold            integer NOT NULL DEFAULT 0 CHECK (tickets_sold >= 0),
     created_at              timestamptz NOT NULL,
     cancelled_at            timestamptz,
+    -- The admin's Idempotency-Key: creating twice with one key makes one lottery.
+    create_key              text UNIQUE CHECK (length(create_key) BETWEEN 1 AND 255),
     CHECK (sales_close_at > sales_open_at),
     CHECK (draw_at >= sales_close_at)
 );

@@ -62,7 +62,8 @@ def new_lottery(pool, clock):
             **overrides,
         }
         new = lots.NewLottery(**fields)
-        return await transaction(pool, lambda conn: lots.create_lottery(conn, new, now))
+        made = await transaction(pool, lambda conn: lots.create_lottery(conn, new, now))
+        return made.lottery_id
 
     return make
 
