@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from api.admin_api.lotteries import LotteryAdminController
+from api.admin_api.tiers import TierAdminController
 from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
 from api.clock import Clock
 from api.db.pool import create_pool
@@ -97,6 +98,7 @@ def create_app(
             *member_auth_handlers(settings.mode),
             *ADMIN_AUTH_HANDLERS,
             LotteryAdminController,
+            TierAdminController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),

@@ -19,6 +19,13 @@ from uuid import UUID
 
 import asyncpg
 
+from api.engagement.tiers import (
+    TIER_PROGRESS_SQL,
+    TierProgress,
+    multiplier_label,
+    qualifying_since,
+    tier_progress_from,
+)
 from api.errors import DomainError
 
 MEMBER_TIME_ZONE = "Europe/Amsterdam"
@@ -26,8 +33,6 @@ EXPIRING_WINDOW_DAYS = 30
 HISTORY_PAGE_SIZE_MAX = 50
 REFUNDS_PER_TRANSACTION_MAX = 100  # a purchase's refunds listed in its detail
 SURVEY_WINDOW_DAYS = 7  # a purchase can be rated this long after it happened
-# Issue 5 builds tiers; until then every member is in the base tier.
-BASE_TIER = "Member"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +55,12 @@ class MemberSummary:
     pending: list[PointsOnDate]  # when pending points become available, by day
     expiring_points: int  # in the next EXPIRING_WINDOW_DAYS
     expiring: list[PointsOnDate]  # by expiry day
-    tier: str  # issue 5 fills this from the member's tier; BASE_TIER until then
+    tier: str  # the tier's name (Bronze, Silver, Gold, as configured)
+    tier_progress: TierProgress  # qualifying points and what the next tier needs
 
 
-_SUMMARY_MEMBER = """
+_SUMMARY_MEMBER = f"""
+SELECT s.*, tp.* FROM (
 SELECT m.public_id, m.card_number, m.display_name, m.salutation, m.status,
        coalesce(max(a.balance) FILTER (WHERE a.kind = 'member_available'), 0) AS available,
        coalesce(max(a.balance) FILTER (WHERE a.kind = 'member_pending'), 0) AS pending,
@@ -62,6 +69,7 @@ SELECT m.public_id, m.card_number, m.display_name, m.salutation, m.status,
 FROM members m LEFT JOIN accounts a ON a.member_id = m.id
 WHERE m.id = $1
 GROUP BY m.id
+) s CROSS JOIN ({TIER_PROGRESS_SQL}) tp
 """
 
 # Pending lots by the day they become available, and available lots expiring
@@ -81,12 +89,14 @@ ORDER BY 2
 async def member_summary(
     pool: asyncpg.Pool | asyncpg.Connection, member_id: int, now: datetime
 ) -> MemberSummary | None:
-    """The wallet's home: balances, pending and expiring points by day (two queries)."""
-    member = await pool.fetchrow(_SUMMARY_MEMBER, member_id)
+    """The wallet's home: balances, tier and progress, pending and expiring
+    points by day (two queries)."""
+    member = await pool.fetchrow(_SUMMARY_MEMBER, member_id, qualifying_since(now))
     if member is None:
         return None
     lots = await pool.fetch(_SUMMARY_LOTS, member_id, now + timedelta(days=EXPIRING_WINDOW_DAYS))
     pending = [PointsOnDate(r["on_day"], r["points"]) for r in lots if r["state"] == "pending"]
+    progress = tier_progress_from(member)
     expiring = [PointsOnDate(r["on_day"], r["points"]) for r in lots if r["state"] == "available"]
     return MemberSummary(
         public_id=member["public_id"],
@@ -101,7 +111,8 @@ async def member_summary(
         pending=pending,
         expiring_points=sum(p.points for p in expiring),
         expiring=expiring,
-        tier=BASE_TIER,
+        tier=progress.name,
+        tier_progress=progress,
     )
 
 
@@ -124,6 +135,20 @@ class HistoryItem:
     occurred_at: datetime
     created_at: datetime
     available_at: datetime | None  # earn: when its points become available
+    bonus_points: int  # earn: tier bonus on top of `points`; refund: bonus reversed
+    multiplier_permille: int | None  # earn: the tier multiplier applied (1000 = x1)
+    tier_name: str | None  # earn: the tier that multiplied it
+
+    @property
+    def bonus_label(self) -> str | None:
+        """ "x1.25 Silver: +25 bonus points" for a multiplied earn."""
+        if self.kind != "earn" or not self.bonus_points or self.multiplier_permille is None:
+            return None
+        unit = "point" if self.bonus_points == 1 else "points"
+        return (
+            f"{multiplier_label(self.multiplier_permille)} {self.tier_name or ''}:"
+            f" +{self.bonus_points} bonus {unit}"
+        ).replace(" :", ":")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +161,8 @@ _ITEM_COLUMNS = """
     t.id, p.code AS partner_code, p.name AS partner_name, t.kind, t.status, t.amount_cents,
     t.currency, t.points, t.points_refunded, t.amount_refunded_cents, t.debt_points,
     t.debt_repaid_points, t.original_id, t.occurred_at, t.created_at, t.available_at,
+    t.bonus_points, t.multiplier_permille,
+    (SELECT tr.name FROM tiers tr WHERE tr.code = t.tier_code) AS tier_name,
     (SELECT count(*) FROM transactions r WHERE r.original_id = t.id) AS refunds
 """
 

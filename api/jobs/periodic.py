@@ -19,6 +19,7 @@ from types import MappingProxyType
 import asyncpg
 
 from api.engagement.lotteries import advance_and_draw
+from api.engagement.tiers import review_tiers
 from api.ledger.burn import expire_holds
 from api.ledger.lots import BatchResult, expire_due, release_due
 from api.settlement.run import settle_due
@@ -82,6 +83,14 @@ async def draw_lotteries(pool: asyncpg.Pool, now: datetime) -> None:
         log.info("drew lottery %d", lottery_id)
 
 
+async def review_member_tiers(pool: asyncpg.Pool, now: datetime) -> None:
+    """On the first day of a month (Amsterdam), once: members move down to the
+    tier their qualifying points support (upgrades happen at earn time)."""
+    moved = await review_tiers(pool, now)
+    if moved is not None:
+        log.info("tier review: %d members moved down", moved)
+
+
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a
 # rename needs the old name kept until queued jobs under it have drained.
 PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
@@ -91,6 +100,7 @@ PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
         "expire_burn_authorizations": expire_burn_authorizations,
         "deliver_webhooks": deliver_webhooks,
         "settle_statements": settle_statements,
+        "review_member_tiers": review_member_tiers,
         "draw_lotteries": draw_lotteries,
     }
 )

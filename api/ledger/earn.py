@@ -3,6 +3,15 @@
 The member's new points first repay any debt left by earlier refunds; the
 rest go into a pending lot that becomes available after the partner's return
 window and expires 36 months after that.
+
+The member's tier multiplies an earn (api/engagement/tiers.py): the bonus,
+base x (multiplier - 1000) // 1000, comes from the programme's promo budget
+into a lot of its own at price 0 (the partner pays for the base points only;
+the programme's cost shows when bonus points are redeemed, as negative
+spread). `points` stays the base points, which settlement and refunds value;
+the bonus never repays debt. The same statement upgrades the member when the
+earn lifts their 12-month qualifying points past a higher tier's threshold,
+so the new multiplier applies from the next earn.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import asyncpg
 
 from api.clock import add_months
 from api.db.sql import Query
+from api.engagement.tiers import UPGRADE_CTES, MemberTier, bonus_points, upgrade_params
 from api.ids import new_transaction_id
 from api.ledger.accounts import MemberAccounts
 from api.ledger.entries import ENTRY_CTES, ENTRY_RESULT, Postings, entry_params, require_moved
@@ -43,6 +53,8 @@ class EarnPlan:
     available_at: datetime
     expires_at: datetime
     postings: Postings
+    tier: MemberTier | None = None  # the stored tier the earn was multiplied by
+    bonus_points: int = 0
     # What the write announces (webhook outbox), in the same statement; the
     # caller adds it once the answer is rendered (`dataclasses.replace`).
     event: Event | None = None
@@ -51,6 +63,10 @@ class EarnPlan:
     def status(self) -> str:
         # Points that all went to repaying debt leave nothing to wait for.
         return "pending" if self.lot_points > 0 else "available"
+
+    @property
+    def multiplier_permille(self) -> int | None:
+        return None if self.tier is None else self.tier.multiplier_permille
 
     @property
     def row(self) -> TransactionRow:
@@ -90,17 +106,25 @@ def plan_earn(
     store_id: str | None,
     occurred_at: datetime,
     now: datetime,
+    tier: MemberTier | None = None,
+    promo_account_id: int | None = None,
 ) -> EarnPlan:
     points = earn_points(amount_cents, terms.earn_rate_millipoints_per_euro)
     debt_repaid = min(points, -member.debt)
     lot_points = points - debt_repaid
+    bonus = 0 if tier is None else bonus_points(points, tier.multiplier_permille)
+    if bonus and promo_account_id is None:
+        raise LookupError("a tier bonus needs the programme promo account")
     available_at = occurred_at + timedelta(days=terms.return_window_days)
     postings = (
         Postings(first=frozenset(member.account_ids))
         .add(terms.points_issued_id, -points)
         .add(member.debt_id, debt_repaid)
-        .add(member.pending_id, lot_points)
+        .add(member.pending_id, lot_points + bonus)
     )
+    if bonus:
+        assert promo_account_id is not None
+        postings.add(promo_account_id, -bonus)
     return EarnPlan(
         transaction_id=new_transaction_id(),
         partner_id=terms.partner_id,
@@ -118,6 +142,8 @@ def plan_earn(
         available_at=available_at,
         expires_at=add_months(available_at, POINTS_EXPIRE_AFTER_MONTHS),
         postings=postings,
+        tier=tier,
+        bonus_points=bonus,
     )
 
 
@@ -128,11 +154,12 @@ txn AS (
     INSERT INTO transactions
         (id, partner_id, member_id, kind, status, amount_cents, currency, points,
          debt_repaid_points, price_micros, receipt_ref, store_id, occurred_at, created_at,
-         available_at)
+         available_at, bonus_points, multiplier_permille, tier_code)
     SELECT :txn_id::uuid, :partner_id::bigint, :member_id::bigint, 'earn', :status::text,
            :amount_cents::bigint, :currency::text, :points::bigint, :debt_repaid::bigint,
            :price_micros::integer, :receipt_ref::text, :store_id::text,
-           :occurred_at::timestamptz, :booked_at::timestamptz, :available_at::timestamptz
+           :occurred_at::timestamptz, :booked_at::timestamptz, :available_at::timestamptz,
+           :bonus_points::bigint, :multiplier_permille::integer, :tier_code::text
     FROM go
     RETURNING id
 ),
@@ -145,6 +172,17 @@ lot AS (
     FROM txn
     WHERE :lot_points::bigint > 0
 ),
+-- The tier bonus: the programme issued it, nobody paid for it (price 0).
+bonus_lot AS (
+    INSERT INTO lots
+        (member_id, bonus_for, state, points_original, points_remaining,
+         available_at, expires_at, price_micros)
+    SELECT :member_id::bigint, txn.id, 'pending', :bonus_points::bigint, :bonus_points::bigint,
+           :available_at::timestamptz, :expires_at::timestamptz, 0
+    FROM txn
+    WHERE :bonus_points::bigint > 0
+),
+{UPGRADE_CTES},
 {ENTRY_CTES},
 {OUTBOX_CTE}
 SELECT {ENTRY_RESULT}
@@ -153,18 +191,32 @@ SELECT {ENTRY_RESULT}
 
 _WITH_CLAIM = _statement(True)
 _WITHOUT_CLAIM = _statement(False)
+_NO_TIER = {
+    "tier_code": None,
+    "tier_threshold": None,
+    "next_threshold": None,
+    "qualifying_since": None,
+}
 
 
 async def apply_earn(conn: asyncpg.Connection, plan: EarnPlan, claim: Claim | None) -> bool:
     """Write the plan (and its event, in the same statement); False when the
     claim was already taken (nothing written)."""
     query = _WITHOUT_CLAIM if claim is None else _WITH_CLAIM
+    tier_params = (
+        _NO_TIER
+        if plan.tier is None
+        else upgrade_params(
+            plan.tier, member_id=plan.member_id, points=plan.points, now=plan.booked_at
+        )
+    )
     row = await conn.fetchrow(
         query.text,
         *query.args(
             {
                 **claim_params(claim),
                 **event_params(plan.event, plan.partner_id),
+                **tier_params,
                 "txn_id": plan.transaction_id,
                 "partner_id": plan.partner_id,
                 "member_id": plan.member_id,
@@ -180,6 +232,8 @@ async def apply_earn(conn: asyncpg.Connection, plan: EarnPlan, claim: Claim | No
                 "expires_at": plan.expires_at,
                 "lot_points": plan.lot_points,
                 "status": plan.status,
+                "bonus_points": plan.bonus_points,
+                "multiplier_permille": plan.multiplier_permille,
                 **entry_params(
                     plan.postings,
                     kind="earn",

@@ -39,7 +39,17 @@ class MeOut(msgspec.Struct, kw_only=True):
     card_number: Annotated[str, _doc("16-digit card number shown at the till")]
     display_name: str | None
     salutation: Annotated[str | None, _doc("How the member wants to be addressed")]
-    tier: Annotated[str, _doc("The member's tier ('Member' until tiers exist)")]
+    tier: Annotated[str, _doc("The member's tier (Bronze, Silver, Gold as configured)")]
+    tier_multiplier_permille: Annotated[
+        int, _doc("The tier's earn multiplier per mille (1250 = x1.25)")
+    ] = 1000
+    qualifying_points: Annotated[
+        int, _doc("Points earned in the last 12 months less refunds: what tiers count")
+    ] = 0
+    next_tier: Annotated[str | None, _doc("The next tier's name; null in the top tier")] = None
+    points_to_next_tier: Annotated[
+        int, _doc("Qualifying points still needed for the next tier (0 in the top tier)")
+    ] = 0
     available_points: Annotated[int, _doc("Points that can be spent now")]
     pending_points: Annotated[int, _doc("Points waiting for the partner's return window")]
     held_points: Annotated[int, _doc("Points reserved by a partner for an unfinished purchase")]
@@ -75,6 +85,15 @@ class MemberTransactionOut(msgspec.Struct, kw_only=True):
     occurred_at: datetime
     created_at: datetime
     available_at: Annotated[datetime | None, _doc("Earn: when its points become available")]
+    bonus_points: Annotated[
+        int, _doc("Earn: tier bonus on top of `points`; refund: the bonus it reversed")
+    ] = 0
+    multiplier_permille: Annotated[
+        int | None, _doc("Earn: the tier multiplier applied, per mille (1250 = x1.25)")
+    ] = None
+    bonus_label: Annotated[
+        str | None, _doc("Earn: e.g. 'x1.25 Silver: +25 bonus points'; null without a bonus")
+    ] = None
 
 
 class MemberTransactionPage(msgspec.Struct, kw_only=True):

@@ -36,6 +36,9 @@ def _transaction(item: member_views.HistoryItem) -> schemas.MemberTransactionOut
         occurred_at=item.occurred_at,
         created_at=item.created_at,
         available_at=item.available_at,
+        bonus_points=item.bonus_points,
+        multiplier_permille=item.multiplier_permille,
+        bonus_label=item.bonus_label,
     )
 
 
@@ -55,6 +58,10 @@ async def me(pool: asyncpg.Pool, member_id: int, now: datetime) -> schemas.MeOut
         display_name=summary.display_name,
         salutation=summary.salutation,
         tier=summary.tier,
+        tier_multiplier_permille=summary.tier_progress.multiplier_permille,
+        qualifying_points=summary.tier_progress.qualifying_points,
+        next_tier=summary.tier_progress.next_tier_name,
+        points_to_next_tier=summary.tier_progress.points_to_next_tier,
         available_points=summary.available_points,
         pending_points=summary.pending_points,
         held_points=summary.held_points,

@@ -31,6 +31,12 @@ from api.coalition.cards import is_valid_card_number
 from api.coalition.members import require_active_member
 from api.coalition.partners import TERMS_COLUMNS, require_active_partner, terms_from, terms_joins
 from api.db.pool import RETRYABLE_ERRORS, transaction
+from api.engagement.tiers import (
+    MEMBER_TIER_COLUMNS,
+    MemberTier,
+    member_tier_from,
+    member_tier_joins,
+)
 from api.errors import DomainError, NotFound
 from api.ledger import burn, earn, refund
 from api.ledger.accounts import (
@@ -61,21 +67,24 @@ OCCURRED_AT_PAST_MAX = timedelta(days=30)
 _encode = msgspec.json.Encoder().encode
 
 
-def _card_context_sql(*, lock: bool) -> str:
+def _card_context_sql(*, lock: bool, tier: bool = False) -> str:
+    # An earn also reads the member's tier and a promo-budget shard (its bonus).
     return f"""
 SELECT {TERMS_COLUMNS},
        k.request_sha256, k.response_status, k.response_body,
-       {MEMBER_ACCOUNTS_COLUMNS}
+       {MEMBER_ACCOUNTS_COLUMNS}{"," + MEMBER_TIER_COLUMNS if tier else ""}
 FROM partners p
 {terms_joins("$4")}
 LEFT JOIN idempotency_keys k ON k.partner_id = p.id AND k.key = $2
 LEFT JOIN members m ON m.card_number = $3
 {member_accounts_lateral(lock=lock)}
+{member_tier_joins("$4") if tier else ""}
 WHERE p.id = $1
 """
 
 
 _CARD_CONTEXT = {lock: _card_context_sql(lock=lock) for lock in (True, False)}
+_EARN_CONTEXT = {lock: _card_context_sql(lock=lock, tier=True) for lock in (True, False)}
 
 _TRANSACTION_CONTEXT = f"""
 SELECT {TERMS_COLUMNS},
@@ -107,7 +116,15 @@ def _stored(row: asyncpg.Record) -> StoredAnswer | None:
     return StoredAnswer(row["request_sha256"], row["response_status"], row["response_body"])
 
 
-def render(row: TransactionRow, member_public_id: UUID, card_number: str) -> schemas.TransactionOut:
+# (bonus points, multiplier per mille) of a transaction: an earn's tier bonus,
+# or the bonus a refund reversed; (0, None) where no tier applied.
+Bonus = tuple[int, int | None]
+NO_BONUS: Bonus = (0, None)
+
+
+def render(
+    row: TransactionRow, member_public_id: UUID, card_number: str, bonus: Bonus = NO_BONUS
+) -> schemas.TransactionOut:
     return schemas.TransactionOut(
         id=row.id,
         kind=row.kind,  # type: ignore[arg-type]  # the table's CHECK limits kind to the Literal
@@ -131,13 +148,20 @@ def render(row: TransactionRow, member_public_id: UUID, card_number: str) -> sch
         available_at=row.available_at,
         hold_expires_at=row.hold_expires_at,
         finished_at=row.finished_at,
+        bonus_points=bonus[0],
+        multiplier_permille=bonus[1],
     )
 
 
 def _claim(
-    request: Request, status: int, row: TransactionRow, member: MemberAccounts, now: datetime
+    request: Request,
+    status: int,
+    row: TransactionRow,
+    member: MemberAccounts,
+    now: datetime,
+    bonus: Bonus = NO_BONUS,
 ) -> Claim:
-    body = _encode(render(row, member.public_id, member.card_number))
+    body = _encode(render(row, member.public_id, member.card_number, bonus))
     return Claim(request.partner.partner_id, request.key, request.request_sha256, status, body, now)
 
 
@@ -172,17 +196,45 @@ def _occurred_at(value: datetime | None, now: datetime) -> datetime:
     return value
 
 
+async def _card_context_row(
+    conn: asyncpg.Connection, request: Request, card_number: str, sql: str
+) -> asyncpg.Record:
+    # The card number (valid, so all digits) picks the partner-account shard.
+    shard = shard_for(int(card_number[:-1]))
+    row = await conn.fetchrow(sql, request.partner.partner_id, request.key, card_number, shard)
+    if row is None:
+        raise NotFound("partner not found", code="partner_not_found")
+    return row
+
+
 async def _card_context(
     conn: asyncpg.Connection, request: Request, card_number: str, *, lock: bool = True
 ) -> tuple[PartnerTerms, StoredAnswer | None, MemberAccounts | None]:
-    # The card number (valid, so all digits) picks the partner-account shard.
-    shard = shard_for(int(card_number[:-1]))
-    row = await conn.fetchrow(
-        _CARD_CONTEXT[lock], request.partner.partner_id, request.key, card_number, shard
-    )
-    if row is None:
-        raise NotFound("partner not found", code="partner_not_found")
+    row = await _card_context_row(conn, request, card_number, _CARD_CONTEXT[lock])
     return terms_from(row), _stored(row), member_accounts_from(row)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _EarnContext:
+    terms: PartnerTerms
+    stored: StoredAnswer | None
+    member: MemberAccounts | None
+    tier: MemberTier | None
+    promo_account_id: int | None
+
+
+async def _earn_context(
+    conn: asyncpg.Connection, request: Request, card_number: str, *, lock: bool
+) -> _EarnContext:
+    row = await _card_context_row(conn, request, card_number, _EARN_CONTEXT[lock])
+    member = member_accounts_from(row)
+    return _EarnContext(
+        terms_from(row),
+        _stored(row),
+        member,
+        None if member is None else member_tier_from(row),
+        row["promo_account_id"],
+    )
 
 
 def _require_member(member: MemberAccounts | None) -> MemberAccounts:
@@ -227,13 +279,13 @@ async def earn_points(
     # member lock and no explicit transaction. One read, then one statement
     # that writes everything and commits by itself, all or nothing.
     async with pool.acquire() as conn:
-        terms, stored, member = await _card_context(conn, request, body.card_number, lock=False)
-        if stored is not None:
-            return replay(stored, request.request_sha256)
-        member = _earning_member(terms, body, member)
+        context = await _earn_context(conn, request, body.card_number, lock=False)
+        if context.stored is not None:
+            return replay(context.stored, request.request_sha256)
+        member = _earning_member(context.terms, body, context.member)
         if member.debt == 0:
             try:
-                return await _plan_and_apply_earn(conn, clock, request, body, terms, member)
+                return await _plan_and_apply_earn(conn, clock, request, body, context, member)
             except _LostRace:
                 return await _replay_stored(pool, request)
             except RETRYABLE_ERRORS:
@@ -243,11 +295,11 @@ async def earn_points(
     async def locked(conn: asyncpg.Connection) -> Answer:
         # The earn repays debt, so the debt must be read under the member lock
         # (or the unlocked attempt met a deadlock: the lock order prevents that here).
-        terms, stored, member = await _card_context(conn, request, body.card_number, lock=True)
-        if stored is not None:
-            return replay(stored, request.request_sha256)
-        member = _earning_member(terms, body, member)
-        return await _plan_and_apply_earn(conn, clock, request, body, terms, member)
+        context = await _earn_context(conn, request, body.card_number, lock=True)
+        if context.stored is not None:
+            return replay(context.stored, request.request_sha256)
+        member = _earning_member(context.terms, body, context.member)
+        return await _plan_and_apply_earn(conn, clock, request, body, context, member)
 
     return await _run(pool, request, locked)
 
@@ -265,12 +317,12 @@ async def _plan_and_apply_earn(
     clock: Clock,
     request: Request,
     body: schemas.EarnRequest,
-    terms: PartnerTerms,
+    context: _EarnContext,
     member: MemberAccounts,
 ) -> Answer:
     now = clock.now()
     plan = earn.plan_earn(
-        terms,
+        context.terms,
         member,
         amount_cents=body.amount_cents,
         currency=body.currency,
@@ -278,8 +330,12 @@ async def _plan_and_apply_earn(
         store_id=body.store_id,
         occurred_at=_occurred_at(body.occurred_at, now),
         now=now,
+        tier=context.tier,
+        promo_account_id=context.promo_account_id,
     )
-    claim = _claim(request, 201, plan.row, member, now)
+    claim = _claim(
+        request, 201, plan.row, member, now, bonus=(plan.bonus_points, plan.multiplier_permille)
+    )
     # The webhook carries the answer's own bytes: what the till saw is what is announced.
     plan = dataclasses.replace(plan, event=Event(POINTS_EARNED, claim.response_body))
     if not await earn.apply_earn(conn, plan, claim):
@@ -437,7 +493,7 @@ async def refund_earn(
             receipt_ref=body.receipt_ref,
             now=now,
         )
-        claim = _claim(request, 201, plan.row, member, now)
+        claim = _claim(request, 201, plan.row, member, now, bonus=(plan.bonus_points, None))
         plan = dataclasses.replace(plan, event=Event(POINTS_REFUNDED, claim.response_body))
         if not await refund.apply_refund(conn, plan, claim):
             raise _LostRace
@@ -495,13 +551,19 @@ async def identify(pool: asyncpg.Pool, partner_id: int, card_number: str) -> sch
 
 _TXN_READ = f"""
 SELECT {", ".join("t." + c for c in COLUMNS.split(", "))},
+       t.bonus_points, t.multiplier_permille,
        m.public_id AS member_public_id, m.card_number
 FROM transactions t JOIN members m ON m.id = t.member_id
 """
 
 
 def _render_read(record: asyncpg.Record) -> schemas.TransactionOut:
-    return render(row_from(record), record["member_public_id"], record["card_number"])
+    return render(
+        row_from(record),
+        record["member_public_id"],
+        record["card_number"],
+        (record["bonus_points"], record["multiplier_permille"]),
+    )
 
 
 async def get_transaction(

@@ -111,11 +111,12 @@ async def _refund_somewhere(clients, earn: Transaction, rng: random.Random) -> N
 
 
 async def _implied_balance(pool, card: str) -> int:
-    """available + pending + held + debt, from the transactions alone."""
+    """available + pending + held + debt, from the transactions alone (tier
+    bonus included: members here earn enough to be upgraded)."""
     row = await pool.fetchrow(
         """
-        SELECT coalesce(sum(t.points) FILTER (WHERE t.kind = 'earn'), 0)
-             - coalesce(sum(t.points) FILTER (WHERE t.kind = 'refund'), 0)
+        SELECT coalesce(sum(t.points + t.bonus_points) FILTER (WHERE t.kind = 'earn'), 0)
+             - coalesce(sum(t.points + t.bonus_points) FILTER (WHERE t.kind = 'refund'), 0)
              - coalesce(sum(t.points_captured) FILTER (WHERE t.kind = 'burn' AND t.status = 'captured'), 0)
              AS implied
         FROM transactions t JOIN members m ON m.id = t.member_id WHERE m.card_number = $1

@@ -61,7 +61,7 @@ async def test_member_reads_only_their_own_data(
     me = await http.get("/member/v1/me", headers=as_ann)
     assert me.status_code == 200
     body = me.json()
-    assert (body["card_number"], body["display_name"], body["tier"]) == (ann, "Ann", "Member")
+    assert (body["card_number"], body["display_name"], body["tier"]) == (ann, "Ann", "Bronze")
     assert (body["available_points"], body["pending_points"]) == (0, 30)
     assert body["pending"] == [
         {"on": (clock.now() + timedelta(days=14)).date().isoformat(), "points": 30}

@@ -9,7 +9,6 @@ import pytest
 
 from api.clock import add_months
 from api.coalition.member_views import (
-    BASE_TIER,
     PointsOnDate,
     member_history,
     member_summary,
@@ -55,7 +54,7 @@ async def test_summary_shows_balances_pending_by_day_expiring_and_debt(
     assert summary.debt_points == 0
     assert summary.pending == [PointsOnDate((start + timedelta(days=14)).date(), 30)]
     assert summary.expiring == [] and summary.expiring_points == 0
-    assert (summary.card_number, summary.display_name, summary.tier) == (card, "Ann", BASE_TIER)
+    assert (summary.card_number, summary.display_name, summary.tier) == (card, "Ann", "Bronze")
 
     # Ten days before the released lot's expiry (36 months): it shows as expiring.
     later = add_months(start, 36) - timedelta(days=10)

@@ -12,6 +12,11 @@ After each history:
 - once the members' points are drained, the partners' nets over all time
   plus the programme's spread and breakage are exactly zero.
 
+Members draw a tier (Bronze, Silver, Gold), so multiplied earns, their bonus
+lots at price 0 (burned, expired, refunded) and refunds of them are part of
+every history; a history can also upgrade a member at earn time. Bonus
+points count in the liability's points and are worth 0 in its money.
+
 Expiry happens 36 months after release; rather than settle 1,100 days per
 example, an `age` step moves a member's available lots' expiry to within the
 hour, as if those 36 months had passed for them.
@@ -58,6 +63,16 @@ STEP = st.one_of(
 )
 
 
+TIER = st.sampled_from(["bronze", "silver", "gold"])
+
+
+async def _promo_balance(pool) -> int:
+    return await pool.fetchval(
+        "SELECT sum(balance) FROM accounts WHERE kind = 'programme_promo'"
+        " AND member_id IS NULL AND partner_id IS NULL"
+    )
+
+
 @dataclass
 class History:
     partners: list[Any]
@@ -78,12 +93,22 @@ def half_even_cents(micros: int) -> int:
 @given(
     terms=st.lists(PARTNERS, min_size=2, max_size=4),
     steps=st.lists(STEP, min_size=5, max_size=35),
+    tiers=st.lists(TIER, min_size=3, max_size=3),
 )
 async def test_statements_equal_the_ledger_and_the_programme_adds_up(
-    terms, steps, make_partner, make_member, client_for, pool, clock
+    terms, steps, tiers, make_partner, make_member, client_for, pool, clock
 ):
     partners = [await make_partner(**t) for t in terms]
     history = History(partners, [await make_member() for _ in range(3)])
+    promo_before = await _promo_balance(pool)
+    for card, tier in zip(history.cards, tiers, strict=True):
+        await pool.execute(
+            "INSERT INTO member_tiers (member_id, tier_code, since)"
+            " SELECT id, $2, $3 FROM members WHERE card_number = $1",
+            card,
+            tier,
+            clock.now(),
+        )
     clients = [client_for(p) for p in partners]
     for client in clients:
         await client.__aenter__()
@@ -102,6 +127,15 @@ async def test_statements_equal_the_ledger_and_the_programme_adds_up(
     position = await programme_position(pool)
     assert position.liability == await liability_now(pool)
     assert position.liability.points == 0 and position.liability.micros == 0
+    # Some bonus was issued, and none of it was charged to a partner (the lines).
+    bonus_issued = await pool.fetchval(
+        "SELECT coalesce(sum(bonus_points), 0) FROM transactions t"
+        " JOIN members m ON m.id = t.member_id"
+        " WHERE t.kind = 'earn' AND m.card_number = ANY($1::text[])",
+        history.cards,
+    )
+    promo_spent = promo_before - await _promo_balance(pool)
+    assert 0 <= promo_spent <= bonus_issued
     assert position.float_cents == 0
     # Nothing is outstanding: what partners paid net is the programme's revenue.
     assert -position.partners_net_cents == position.spread_cents + position.breakage_cents
