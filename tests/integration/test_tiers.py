@@ -4,9 +4,13 @@ the member sees."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+from api.admin_auth import accounts
+from api.admin_auth.tokens import issue_admin_token
 from api.coalition.member_views import member_history, member_summary
+from api.db.pool import transaction
 from api.engagement.tiers import review_month, review_tiers, tier_progress
 from api.ledger.check import check_ledger
 from api.ledger.lots import release_due
@@ -14,6 +18,19 @@ from api.settlement.periods import SETTLEMENT_DELAY, business_date, day_end
 from api.settlement.position import liability_now, programme_position
 from api.settlement.run import settle_due
 from tests.conftest import balances
+
+SECRET = "test-secret-" + "x" * 40  # tests/conftest.py's settings
+
+
+async def admin_headers(pool, clock, role: str, email: str) -> dict[str, str]:
+    created = await transaction(
+        pool,
+        lambda conn: accounts.create_admin(
+            conn, email=email, role=role, password="correct horse battery", now=clock.now()
+        ),
+    )
+    token = issue_admin_token(created.principal.admin_id, secret=SECRET, now=clock.now())
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def member_id_of(pool, card: str) -> int:
@@ -143,6 +160,13 @@ async def test_a_refund_reverses_base_and_the_unspent_bonus_only(
             await pool.fetchval("SELECT bonus_points FROM transactions WHERE id = $1", half.id)
             == 12
         )  # 25 x 50 % rounded down
+        answer = await pool.fetchval(
+            "SELECT response_body FROM idempotency_keys WHERE partner_id = $1"
+            " AND convert_from(response_body, 'UTF8')::jsonb ->> 'id' = $2",
+            shop.partner_id,
+            str(half.id),
+        )
+        assert json.loads(answer)["bonus_points"] == 12  # an integer in the answer too
         assert (await balances(pool, card))["available"] == 63
         await client.burn(card_number=card, points=63)  # the rest of base and bonus: spent
         rest = await client.refund(earn.id, 5_000, "EUR")
@@ -243,8 +267,6 @@ async def test_settlement_charges_base_points_only_and_float_equals_liability(
 
 
 async def test_admin_lists_and_changes_tiers_audited_by_role(http, pool, clock):
-    from tests.integration.test_admin_lotteries import admin_headers
-
     marketing = await admin_headers(pool, clock, "marketing", "tiers-m@kring.test")
     support = await admin_headers(pool, clock, "support", "tiers-s@kring.test")
     listed = await http.get("/admin/v1/tiers", headers=marketing)
