@@ -189,3 +189,52 @@ async def test_member_api_is_in_the_openapi_schema(http):
     assert {"TransactionOut", "MemberTransactionOut", "MemberTransactionPage"} <= set(components)
     assert "score" in components["SurveyRequest"]["properties"]
     assert components["MeOut"]["properties"]["debt_points"].get("description")
+
+
+async def test_a_member_buys_lottery_tickets_and_takes_the_free_one(
+    make_partner, make_member, client_for, http, bearer, pool, clock
+):
+    from api.engagement import lotteries
+
+    creds = await make_partner(code="lotto-shop", return_window_days=0)
+    card = await make_member(display_name="Lucky")
+    async with client_for(creds) as client:
+        await client.earn(card_number=card, amount_cents=10_000, currency="EUR")  # 100 points
+    await release_due(pool, clock.now())
+    now = clock.now()
+    new = lotteries.NewLottery(
+        name="Member API draw",
+        rules="One free ticket per member, same odds.",
+        ticket_price_points=30,
+        tickets_per_member_max=3,
+        sales_open_at=now - timedelta(minutes=1),
+        sales_close_at=now + timedelta(days=1),
+        draw_at=now + timedelta(days=1),
+        prizes=[lotteries.NewPrize(points=100)],
+    )
+    made = await transaction(pool, lambda conn: lotteries.create_lottery(conn, new, now))
+    headers = await bearer(card)
+    path = f"/member/v1/lotteries/{made.lottery_id}"
+
+    listed = await http.get("/member/v1/lotteries", headers=headers)
+    [shown] = [x for x in listed.json()["items"] if x["id"] == made.lottery_id]
+    assert shown["free_ticket_available"] is True
+
+    no_key = await http.post(f"{path}/tickets", headers=headers)
+    assert no_key.status_code == 400
+    first = await http.post(f"{path}/tickets", headers={**headers, "Idempotency-Key": "t1"})
+    assert first.status_code == 201
+    again = await http.post(f"{path}/tickets", headers={**headers, "Idempotency-Key": "t1"})
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert (await balances(pool, card))["available"] == 70  # one ticket paid, once
+    free = await http.post(f"{path}/free-ticket", headers=headers)
+    assert free.status_code == 201
+    assert (await http.post(f"{path}/free-ticket", headers=headers)).json() == free.json()
+    await http.post(f"{path}/tickets", headers={**headers, "Idempotency-Key": "t2"})
+    capped = await http.post(f"{path}/tickets", headers={**headers, "Idempotency-Key": "t3"})
+    assert capped.status_code == 409 and capped.json()["code"] == "ticket_cap_reached"
+    assert (await balances(pool, card))["available"] == 40
+    missing = await http.post(
+        "/member/v1/lotteries/999999/tickets", headers={**headers, "Idempotency-Key": "t4"}
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "lottery_not_found"

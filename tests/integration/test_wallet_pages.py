@@ -271,3 +271,48 @@ async def test_home_asks_about_the_latest_purchase_until_rated_or_a_week_has_pas
         app, pool, clock, settings, card
     )  # a fresh session for the new day
     assert "How was" not in (await member.get("/")).text  # the week to rate it is over
+
+
+async def test_lottery_pages_show_rules_and_odds_and_sell_a_ticket_once(
+    app, pool, clock, settings, make_partner, make_member, client_for
+) -> None:
+    from api.db.pool import transaction
+    from api.engagement import lotteries
+    from api.ledger.lots import release_due
+    from tests.conftest import balances
+
+    card = await make_member(display_name="Player")
+    async with client_for(await make_partner(return_window_days=0)) as till:
+        await till.earn(card, 5_000, "EUR")  # 50 points
+    await release_due(pool, clock.now())
+    now = clock.now()
+    new = lotteries.NewLottery(
+        name="Wallet draw",
+        rules="Free entry: one free ticket per member, same odds as a paid one.",
+        ticket_price_points=20,
+        tickets_per_member_max=2,
+        sales_open_at=now - timedelta(minutes=1),
+        sales_close_at=now + timedelta(days=1),
+        draw_at=now + timedelta(days=1),
+        prizes=[lotteries.NewPrize(voucher_text="Cinema for two")],
+    )
+    made = await transaction(pool, lambda conn: lotteries.create_lottery(conn, new, now))
+    member = await wallet_client(app, pool, clock, settings, card)
+    listing = await member.get("/lotteries")
+    assert listing.status_code == 200 and "Wallet draw" in listing.text
+    page = await member.get(f"/lotteries/{made.lottery_id}")
+    assert "Free entry: one free ticket per member" in page.text  # rules before purchase
+    assert "Cinema for two" in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    key = re.search(r'name="purchase_key" value="([^"]+)"', page.text).group(1)
+    refused = await member.post(f"/lotteries/{made.lottery_id}/tickets", data={"purchase_key": key})
+    assert refused.status_code == 403  # no CSRF token, nothing bought
+    form = {"csrf_token": csrf, "purchase_key": key}
+    bought = await member.post(f"/lotteries/{made.lottery_id}/tickets", data=form)
+    assert bought.status_code == 200 and "is yours" in bought.text
+    await member.post(f"/lotteries/{made.lottery_id}/tickets", data=form)  # a double click
+    tickets = await pool.fetchval(
+        "SELECT count(*) FROM lottery_tickets WHERE lottery_id = $1", made.lottery_id
+    )
+    assert tickets == 1
+    assert (await balances(pool, card))["available"] == 30
