@@ -37,10 +37,10 @@ from api.webhooks.retention import WEBHOOK_LOG_PRUNE_INTERVAL
 
 log = logging.getLogger(__name__)
 
-# Each periodic job (ledger jobs, webhook delivery and log pruning, settlement,
-# tier review, lottery draws) runs one transaction at a time; one connection
-# each, and one spare.
-JOB_POOL_SIZE_MAX = 9
+# Each scheduled job (the PERIODIC_JOBS: ledger jobs, webhook delivery,
+# settlement, tier review, lottery draws; plus the two log prunings) runs one
+# transaction at a time; one connection each, and one spare.
+JOB_POOL_SIZE_MAX = len(PERIODIC_JOBS) + 2 + 1
 # A run's end and the next run being queued are at most one tick apart.
 TICKS_PER_INTERVAL = 4
 TICK_SECONDS_MIN = 0.25
