@@ -8,8 +8,8 @@ Settlement keeps the EUR accounts so that, to the cent,
 so the money partners owe the programme, net of what it owes them, is exactly
 the value of the points still outstanding plus the revenue recognised.
 
-`liability_now` values the liability directly from the lots, the open
-authorizations and member debt, independently of the runs' incremental
+`liability_now` values the liability directly from the lots and the open
+authorizations (member debt counts in points, at no value), independently of the runs' incremental
 valuation; with every entry settled the two agree exactly.
 """
 
@@ -47,12 +47,9 @@ SELECT
   + (SELECT coalesce(sum(hl.points::numeric * l.price_micros), 0) FROM hold_lots hl
      JOIN transactions t ON t.id = hl.transaction_id JOIN lots l ON l.id = hl.lot_id
      WHERE t.status = 'authorized')
-    -- Debt is valued at the price of the refunds that created it, and repaid
-    -- at the price of the earns that repaid it.
-  - (SELECT coalesce(sum(debt_points::numeric * price_micros), 0) FROM transactions
-     WHERE kind = 'refund')
-  + (SELECT coalesce(sum(debt_repaid_points::numeric * price_micros), 0) FROM transactions
-     WHERE kind = 'earn') AS micros
+    -- Member debt counts in points but is worth nothing: the programme owes
+    -- nothing for it, and what an earn is paid for repaying it is spread.
+    AS micros
 """
 
 

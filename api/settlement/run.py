@@ -140,9 +140,9 @@ async def _settle(
         day,
     )
     statements = await _open_statements(conn, run_id, day, period_end, previous, now)
-    filed, partner_lines, members_points = await _file_and_sum(conn, statements, period_end)
+    filed, partner_lines, members = await _file_and_sum(conn, statements, period_end)
     entries = sum(filed.values())
-    position = await _recognise(conn, run_id, previous, partner_lines, members_points)
+    position = await _recognise(conn, run_id, previous, partner_lines, members)
     await _post_money(conn, statements, filed, partner_lines, position, now)
     await conn.execute(
         "UPDATE settlement_runs SET finished_at = $2, statements = $3, entries = $4,"
@@ -263,20 +263,31 @@ UNION ALL
 SELECT statement_id, 'filed', count(*), 0, 0 FROM filed GROUP BY statement_id
 UNION ALL
 -- How the members' points (available, pending, held, debt: the liability in
--- points) moved, whoever moved them: partners, expiry, or the programme.
-SELECT 0, 'members', 0, coalesce(sum(p.amount), 0)::bigint, 0
+-- points) moved, whoever moved them: partners, expiry, or the programme; and
+-- what the earns that repaid debt were paid for those points (debt is worth
+-- nothing to the float, so that payment is the programme's, as spread).
+SELECT 0, 'members', 0, coalesce(sum(p.amount), 0)::bigint,
+       coalesce(sum(p.amount::numeric * e.price_micros)
+                FILTER (WHERE a.kind = 'member_debt' AND e.kind = 'earn'), 0)
 FROM filed f
+JOIN journal_entries e ON e.id = f.entry_id
 JOIN postings p ON p.entry_id = f.entry_id
 JOIN accounts a ON a.id = p.account_id
 WHERE a.member_id IS NOT NULL
 """
 
 
+@dataclass(frozen=True, slots=True)
+class _MembersMoved:
+    points: int  # onto members' accounts, debt included (negative when spent)
+    debt_repaid_micros: int  # Σ points of debt repaid by earns x those earns' prices
+
+
 async def _file_and_sum(
     conn: asyncpg.Connection, statements: list[_Opened], period_end: datetime
-) -> tuple[dict[int, int], list[_Line], int]:
-    """(entries filed per statement, each partner statement's lines, how many
-    points the filed entries moved onto members' accounts). A line
+) -> tuple[dict[int, int], list[_Line], _MembersMoved]:
+    """(entries filed per statement, each partner statement's lines, how the
+    filed entries moved members' points). A line
     is Σ points x stored price per category, signed as the partner sees it:
     an earn's posting on the partner's issued account is negative, because
     the partner owes for those points."""
@@ -289,7 +300,8 @@ async def _file_and_sum(
         min(o.since for o in statements),
     )
     filed = {r["statement_id"]: r["entries"] for r in rows if r["kind"] == "filed"}
-    members_points = sum(r["points"] for r in rows if r["kind"] == "members")
+    members = next(r for r in rows if r["kind"] == "members")
+    moved = _MembersMoved(members["points"], int(members["micros"]))
     found = {
         (r["statement_id"], CATEGORY_OF_ENTRY_KIND[r["kind"]]): r
         for r in rows
@@ -310,7 +322,7 @@ async def _file_and_sum(
                     0 if row is None else int(row["micros"]),
                 )
             )
-    return filed, lines, members_points
+    return filed, lines, moved
 
 
 class _Position(msgspec.Struct, frozen=True):
@@ -327,7 +339,8 @@ class _Position(msgspec.Struct, frozen=True):
 # How the day's entries change the points liability, valued at the price of
 # the lots the points left: a capture's points are the hold's lots less what
 # went back (latest expiry first, as `RESTORE_HOLD_CTES` puts them back); a
-# refund's come from the purchase's own lot or its debt (the earn's price) and
+# refund's come from the purchase's own lot (the earn's price), from debt
+# (worth nothing: a debt is not a point the programme owes) and
 # from other lots (`refund_lots`); an expiry's, or a closed account's
 # forfeit, from `lot_expiries`.
 _VALUATION = """
@@ -356,8 +369,8 @@ captured AS (
 ),
 refunded AS (
     SELECT coalesce(sum(t.points), 0)::bigint AS points,
-           coalesce(sum((t.points - coalesce(o.points, 0))::numeric * t.price_micros
-                        + coalesce(o.micros, 0)), 0) AS micros
+           coalesce(sum((t.points - coalesce(o.points, 0) - t.debt_points)::numeric
+                        * t.price_micros + coalesce(o.micros, 0)), 0) AS micros
     FROM run_entries r
     JOIN transactions t ON t.id = r.transaction_id
     LEFT JOIN LATERAL (
@@ -387,7 +400,7 @@ async def _recognise(
     run_id: int,
     previous: asyncpg.Record | None,
     partner_lines: list[_Line],
-    members_points: int,
+    members: _MembersMoved,
 ) -> _Position:
     """The liability after the run and the revenue it recognised, exactly.
     In points it is simply what the members' accounts hold; in money each
@@ -410,10 +423,13 @@ async def _recognise(
         breakage_points=moved["expired_points"],
         breakage_micros=expired_micros,
         spread_points=moved["captured_points"],
-        spread_micros=(captured_micros - redeemed_micros) + (refunded_micros - refunds_micros),
-        liability_points=before_points + members_points,
+        spread_micros=(captured_micros - redeemed_micros)
+        + (refunded_micros - refunds_micros)
+        + members.debt_repaid_micros,
+        liability_points=before_points + members.points,
         liability_micros=before_micros
         + issued_micros
+        - members.debt_repaid_micros
         - captured_micros
         - refunded_micros
         - expired_micros,

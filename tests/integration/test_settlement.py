@@ -12,9 +12,11 @@ import pytest
 
 from api.errors import DomainError
 from api.ledger.lots import expire_due, release_due
+from api.money import cents_half_even
 from api.settlement.periods import business_date, day_end
-from api.settlement.position import programme_position
+from api.settlement.position import liability_now, programme_position
 from api.settlement.run import settle_day, settle_due
+from tests.conftest import balances
 
 
 async def lines_of(pool, statement_id):
@@ -348,3 +350,42 @@ async def test_the_csv_pages_through_entries_without_losing_or_repeating_one(
     entry_rows = [line.split(",") for line in body.splitlines() if line.startswith("entry,")]
     assert [row[2] for row in entry_rows] == [str(e.id) for e in earns] + [str(burn.id)]
     assert [row[1] for row in entry_rows] == ["points_issued"] * 5 + ["points_redeemed"]
+
+
+async def test_debt_repaid_at_another_price_leaves_no_money_behind(
+    make_partner, make_member, client_for, pool, clock
+):
+    """Debt is worth nothing to the float: the refund that creates it costs the
+    programme its price, the earn that repays it brings in its own, both as
+    spread; when the member is square, so is the float."""
+    await settle_through_today(pool, clock)
+    start = await programme_position(pool)
+    cheap = await make_partner(issuance_price_micros=5_000, return_window_days=0)
+    spender = await make_partner(redemption_price_micros=4_000)
+    dear = await make_partner(issuance_price_micros=15_000, return_window_days=0)
+    card = await make_member()
+    async with client_for(cheap) as a, client_for(spender) as b, client_for(dear) as c:
+        bought = await a.earn(card_number=card, amount_cents=100_00, currency="EUR")  # 100 at 0.5c
+        await release_due(pool, clock.now())
+        await b.burn(card_number=card, points=100)  # paid 0.4c each
+        await a.refund(bought.id, 100_00, "EUR")  # 100 points of debt; cheap gets 50c back
+        await c.earn(card_number=card, amount_cents=100_00, currency="EUR")  # repays it at 1.5c
+    assert (await balances(pool, card))["debt"] == 0
+    await settle_through_today(pool, clock)
+    end = await programme_position(pool)
+    assert end.liability == await liability_now(pool)
+    # (Weekly partners of an earlier test settle meanwhile and move the float,
+    # so the float is checked against the liability, not against its start.)
+    assert end.float_cents == cents_half_even(end.liability.micros)
+    nets = await pool.fetch(
+        "SELECT partner_id, sum(net_cents) AS net FROM statements"
+        " WHERE partner_id = ANY($1::bigint[]) GROUP BY partner_id",
+        [cheap.partner_id, spender.partner_id, dear.partner_id],
+    )
+    assert {r["partner_id"]: r["net"] for r in nets} == {
+        cheap.partner_id: -50 + 50,  # paid for 100 points, refunded for them
+        spender.partner_id: 40,  # redeemed 100 at 0.4c
+        dear.partner_id: -150,  # paid for 100 points that repaid the debt
+    }
+    # Burned at 0.1c below issue (10c), refund of spent points (-50c), repayment (+150c).
+    assert end.spread_cents - start.spread_cents == 10 - 50 + 150

@@ -215,18 +215,9 @@ async def _drain(history: History, clients, pool, clock) -> None:
     for card in history.cards:
         debt = (await balances(pool, card))["debt"]
         if debt < 0:  # 1 point per euro at least: earn enough to repay it
-            # At the partner whose refund made the debt: debt repaid at another
-            # partner's issuance price leaves a liability in money with no
-            # points behind it (debt is valued at the refund's price and repaid
-            # at the earn's; a settlement issue, reported, not tested here).
-            partner_id = await pool.fetchval(
-                "SELECT t.partner_id FROM transactions t JOIN members m ON m.id = t.member_id"
-                " WHERE m.card_number = $1 AND t.kind = 'refund' AND t.debt_points > 0"
-                " ORDER BY t.created_at DESC LIMIT 1",
-                card,
-            )
-            [index] = [i for i, p in enumerate(history.partners) if p.partner_id == partner_id]
-            await clients[index].earn(card_number=card, amount_cents=-debt * 100, currency="EUR")
+            # At any partner: repaid at another issuance price than the debt
+            # was made at, which settlement must still value exactly.
+            await clients[0].earn(card_number=card, amount_cents=-debt * 100, currency="EUR")
     clock.advance(timedelta(days=4))
     await _jobs(pool, clock)
     for card in history.cards:
