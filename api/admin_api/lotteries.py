@@ -14,8 +14,9 @@ from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
 from api.db.pool import transaction
 from api.engagement import lotteries
-from api.partner_api.controllers import KeyHeader, strict_body
+from api.partner_api.controllers import KeyHeader
 from api.partner_api.idempotency import require_key
+from api.web.bodies import strict_body
 from api.web.state import runtime
 
 

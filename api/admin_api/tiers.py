@@ -14,7 +14,7 @@ from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
 from api.db.pool import transaction
 from api.engagement import tiers
-from api.partner_api.controllers import strict_body
+from api.web.bodies import strict_body
 from api.web.state import runtime
 
 

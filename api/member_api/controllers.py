@@ -8,37 +8,22 @@ otherwise.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.coalition.member_profile import ACCOUNT_DELETION_CONFIRMATION
 from api.coalition.member_views import HISTORY_PAGE_SIZE_MAX
-from api.errors import DomainError
 from api.member_api import schemas, services
 from api.member_auth.guards import api_member
 from api.member_auth.principal import MemberPrincipal
+from api.web.bodies import strict_body
 from api.web.state import runtime
 
 Member = NamedDependency[MemberPrincipal]
-B = TypeVar("B", bound=msgspec.Struct)
 EXPORT_FILENAME = "kring-my-data.json"
-
-
-async def _strict_body(request: Request[Any, Any, Any], body_type: type[B]) -> B:
-    """Decode strictly ("7" is not a score); Litestar's first pass is lenient."""
-    raw = await request.body()
-    try:
-        return msgspec.json.decode(raw or b"null", type=body_type, strict=True)
-    except msgspec.ValidationError as exc:
-        raise DomainError(f"the request is not valid: {exc}", code="invalid_request") from None
-    except msgspec.DecodeError:
-        raise DomainError(
-            "the request body is not valid JSON", code="malformed_json", status=400
-        ) from None
 
 
 class MemberApiController(Controller):
@@ -113,7 +98,7 @@ class MemberApiController(Controller):
         data: JSONBody[schemas.SurveyRequest],
     ) -> schemas.SurveyOut:
         rt = runtime(request.app.state)
-        body = await _strict_body(request, schemas.SurveyRequest)
+        body = await strict_body(request, schemas.SurveyRequest)
         return await services.answer_survey(
             rt.db, member.member_id, transaction_id, body, rt.clock.now()
         )
@@ -136,7 +121,7 @@ class MemberApiController(Controller):
         member: Member,
         data: JSONBody[schemas.MemberProfilePatch],
     ) -> schemas.MemberProfileOut:
-        body = await _strict_body(request, schemas.MemberProfilePatch)
+        body = await strict_body(request, schemas.MemberProfilePatch)
         return await services.update_profile(runtime(request.app.state).db, member.member_id, body)
 
     @get(
