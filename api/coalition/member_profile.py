@@ -216,12 +216,13 @@ async def export_member_data(
         return None
     transactions = await pool.fetch(
         """
-        SELECT t.id, p.code AS partner_code, p.name AS partner_name, t.kind, t.status,
+        SELECT t.id, p.code AS partner_code, coalesce(p.name, t.memo) AS partner_name,
+               t.kind, t.status,
                t.amount_cents, t.currency, t.points, t.points_captured, t.points_refunded,
                t.amount_refunded_cents, t.debt_points, t.debt_repaid_points, t.receipt_ref,
                t.store_id, t.original_id, t.occurred_at, t.created_at, t.available_at,
                t.finished_at
-        FROM transactions t JOIN partners p ON p.id = t.partner_id
+        FROM transactions t LEFT JOIN partners p ON p.id = t.partner_id
         WHERE t.member_id = $1 ORDER BY t.created_at, t.id LIMIT $2
         """,
         member_id,

@@ -119,9 +119,9 @@ async def member_summary(
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
     id: UUID
-    partner_code: str
-    partner_name: str
-    kind: str  # earn, burn, refund
+    partner_code: str | None  # None: a reward (the programme or a sponsor gave it)
+    partner_name: str  # a reward's: what it was for
+    kind: str  # earn, burn, refund, reward, reward_reversal
     status: str
     amount_cents: int | None
     currency: str | None
@@ -158,7 +158,7 @@ class HistoryPage:
 
 
 _ITEM_COLUMNS = """
-    t.id, p.code AS partner_code, p.name AS partner_name, t.kind, t.status, t.amount_cents,
+    t.id, p.code AS partner_code, coalesce(p.name, t.memo, 'Kring') AS partner_name, t.kind, t.status, t.amount_cents,
     t.currency, t.points, t.points_refunded, t.amount_refunded_cents, t.debt_points,
     t.debt_repaid_points, t.original_id, t.occurred_at, t.created_at, t.available_at,
     t.bonus_points, t.multiplier_permille,
@@ -169,7 +169,7 @@ _ITEM_COLUMNS = """
 # Keyset pagination on transactions_member_page (member_id, created_at DESC, id DESC).
 _HISTORY = f"""
 SELECT {_ITEM_COLUMNS}
-FROM transactions t JOIN partners p ON p.id = t.partner_id
+FROM transactions t LEFT JOIN partners p ON p.id = t.partner_id
 WHERE t.member_id = $1
   AND ($2::text IS NULL OR p.code = $2)
   AND ($3::timestamptz IS NULL OR (t.created_at, t.id) < ($3, $4::uuid))
@@ -256,7 +256,7 @@ _DETAIL = f"""
 SELECT {_ITEM_COLUMNS}, t.points_captured, t.store_id, t.receipt_ref,
        s.score AS survey_score
 FROM transactions t
-JOIN partners p ON p.id = t.partner_id
+LEFT JOIN partners p ON p.id = t.partner_id
 LEFT JOIN member_surveys s ON s.transaction_id = t.id
 WHERE t.id = $1 AND t.member_id = $2
 """

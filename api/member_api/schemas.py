@@ -67,9 +67,9 @@ class MeOut(msgspec.Struct, kw_only=True):
 
 class MemberTransactionOut(msgspec.Struct, kw_only=True):
     id: UUID
-    partner_code: str
-    partner_name: str
-    kind: Annotated[str, _doc("earn, burn or refund")]
+    partner_code: Annotated[str | None, _doc("The partner; null for a reward")]
+    partner_name: Annotated[str, _doc("The partner's name; for a reward, what it was for")]
+    kind: Annotated[str, _doc("earn, burn, refund, reward or reward_reversal")]
     status: Annotated[
         str, _doc("pending, available, authorized, captured, voided, expired or completed")
     ]

@@ -54,6 +54,10 @@ CATEGORY_OF_ENTRY_KIND = {
     "earn": "points_issued",
     "refund": "refunds",
     "capture": "points_redeemed",
+    # A sponsor pays for the rewards it sponsors (api/ledger/rewards.py) and
+    # is credited for those taken back: one line, net.
+    "reward": "sponsored_rewards",
+    "reward_reversal": "sponsored_rewards",
 }
 # A run settles at most this many days in one call (a worker that was down
 # for a long time catches up over several ticks, each bounded).
@@ -256,7 +260,7 @@ FROM filed f
 JOIN journal_entries e ON e.id = f.entry_id
 JOIN postings p ON p.entry_id = f.entry_id
 JOIN accounts a ON a.id = p.account_id
-WHERE e.kind IN ('earn', 'refund', 'capture')
+WHERE e.kind IN ('earn', 'refund', 'capture', 'reward', 'reward_reversal')
   AND a.kind IN ('partner_points_issued', 'partner_points_redeemed')
 GROUP BY f.statement_id, e.kind
 UNION ALL
@@ -277,10 +281,14 @@ WHERE a.member_id IS NOT NULL
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _MembersMoved:
     points: int  # onto members' accounts, debt included (negative when spent)
     debt_repaid_micros: int  # Σ points of debt repaid by earns x those earns' prices
+    # Sponsored rewards (negative: the sponsors owe) and their reversals
+    # (positive), as the sponsors' statements value them.
+    sponsored_micros: int = 0
+    sponsored_back_micros: int = 0
 
 
 async def _file_and_sum(
@@ -302,26 +310,28 @@ async def _file_and_sum(
     filed = {r["statement_id"]: r["entries"] for r in rows if r["kind"] == "filed"}
     members = next(r for r in rows if r["kind"] == "members")
     moved = _MembersMoved(members["points"], int(members["micros"]))
-    found = {
-        (r["statement_id"], CATEGORY_OF_ENTRY_KIND[r["kind"]]): r
-        for r in rows
-        if r["kind"] in CATEGORY_OF_ENTRY_KIND
-    }
+    found: dict[tuple[int, str], tuple[int, int, int]] = {}  # entries, points, micros
+    for r in rows:
+        category = CATEGORY_OF_ENTRY_KIND.get(r["kind"])
+        if category is None:
+            continue
+        entries, points, micros = found.get((r["statement_id"], category), (0, 0, 0))
+        found[(r["statement_id"], category)] = (
+            entries + r["entries"],
+            points + r["points"],
+            micros + int(r["micros"]),
+        )
+        if r["kind"] == "reward":
+            moved.sponsored_micros += int(r["micros"])
+        elif r["kind"] == "reward_reversal":
+            moved.sponsored_back_micros += int(r["micros"])
     lines = []
     for opened in statements:
         if opened.partner_id is None:
             continue
         for category in PARTNER_CATEGORIES:
-            row = found.get((opened.statement_id, category))
-            lines.append(
-                _Line(
-                    opened.statement_id,
-                    category,
-                    0 if row is None else row["entries"],
-                    0 if row is None else abs(row["points"]),
-                    0 if row is None else int(row["micros"]),
-                )
-            )
+            entries, points, micros = found.get((opened.statement_id, category), (0, 0, 0))
+            lines.append(_Line(opened.statement_id, category, entries, abs(points), micros))
     return filed, lines, moved
 
 
@@ -349,7 +359,8 @@ WITH run_entries AS (
     FROM statements s
     JOIN settled_entries se ON se.statement_id = s.id
     JOIN journal_entries e ON e.id = se.entry_id
-    WHERE s.run_id = $1 AND e.kind IN ('capture', 'refund', 'expire', 'forfeit', 'lottery_ticket')
+    WHERE s.run_id = $1
+      AND e.kind IN ('capture', 'refund', 'reward_reversal', 'expire', 'forfeit', 'lottery_ticket')
 ),
 hold AS (
     SELECT hl.points, l.price_micros, t.points - t.points_captured AS restore,
@@ -378,7 +389,7 @@ refunded AS (
         FROM refund_lots x JOIN lots l ON l.id = x.lot_id
         WHERE x.transaction_id = t.id
     ) o ON true
-    WHERE r.kind = 'refund'
+    WHERE r.kind IN ('refund', 'reward_reversal')
 ),
 expired AS (
     SELECT coalesce(sum(x.points), 0)::bigint AS points,
@@ -411,9 +422,11 @@ async def _recognise(
     def total(category: str, field: str) -> int:
         return sum(getattr(line, field) for line in partner_lines if line.category == category)
 
-    issued_micros = -total("points_issued", "amount_micros")
+    # A sponsored reward is issued like an earn, its reversal credited like a
+    # refund (its points leave the liability as a refund's do, `_VALUATION`).
+    issued_micros = -total("points_issued", "amount_micros") - members.sponsored_micros
     redeemed_micros = total("points_redeemed", "amount_micros")
-    refunds_micros = total("refunds", "amount_micros")
+    refunds_micros = total("refunds", "amount_micros") + members.sponsored_back_micros
     captured_micros = int(moved["captured_micros"])
     refunded_micros = int(moved["refunded_micros"])
     expired_micros = int(moved["expired_micros"])
