@@ -14,12 +14,14 @@ from litestar.openapi.plugins import RedocRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
+from api.admin_api.challenges import ChallengeAdminController
 from api.admin_api.lotteries import LotteryAdminController
 from api.admin_api.tiers import TierAdminController
 from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
 from api.clock import Clock
 from api.db.pool import create_pool
 from api.lottery_pages.controllers import lottery_public_handlers, lottery_wallet_router
+from api.member_api.challenges import MemberChallengeController
 from api.member_api.controllers import MemberApiController
 from api.member_api.lotteries import MemberLotteryController
 from api.member_auth.controllers import member_auth_handlers
@@ -33,6 +35,7 @@ from api.partner_api.controllers import (
 )
 from api.portal.controllers import portal_router
 from api.settings import Settings
+from api.wallet.challenges import challenge_wallet_router
 from api.wallet.controllers import pwa_handlers, wallet_router
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.state import Runtime, runtime
@@ -90,15 +93,18 @@ def create_app(
             ReconciliationController,
             StatementController,
             wallet_router,
+            challenge_wallet_router,
             *pwa_handlers,
             MemberApiController,
             MemberLotteryController,
+            MemberChallengeController,
             lottery_wallet_router,
             *lottery_public_handlers,
             *member_auth_handlers(settings.mode),
             *ADMIN_AUTH_HANDLERS,
             LotteryAdminController,
             TierAdminController,
+            ChallengeAdminController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),
