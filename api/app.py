@@ -23,6 +23,7 @@ from api.db.pool import create_pool
 from api.lottery_pages.controllers import lottery_public_handlers, lottery_wallet_router
 from api.member_api.challenges import MemberChallengeController
 from api.member_api.controllers import MemberApiController
+from api.member_api.inbox import MemberInboxController
 from api.member_api.lotteries import MemberLotteryController
 from api.member_auth.controllers import member_auth_handlers
 from api.member_auth.guards import WALLET_EXCEPTION_HANDLERS
@@ -37,6 +38,7 @@ from api.portal.controllers import portal_router
 from api.settings import Settings
 from api.wallet.challenges import challenge_wallet_router
 from api.wallet.controllers import pwa_handlers, wallet_router
+from api.wallet.inbox import inbox_wallet_router
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.state import Runtime, runtime
 
@@ -94,9 +96,11 @@ def create_app(
             StatementController,
             wallet_router,
             challenge_wallet_router,
+            inbox_wallet_router,
             *pwa_handlers,
             MemberApiController,
             MemberLotteryController,
+            MemberInboxController,
             MemberChallengeController,
             lottery_wallet_router,
             *lottery_public_handlers,

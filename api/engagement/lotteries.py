@@ -39,7 +39,7 @@ import asyncpg
 from api.clock import add_months
 from api.db.pool import transaction
 from api.db.sql import Query
-from api.engagement import lottery_draw
+from api.engagement import inbox, lottery_draw
 from api.errors import Conflict, DomainError, InsufficientPoints, NotFound
 from api.ledger.accounts import MemberAccounts, lock_member, lock_members, programme_account
 from api.ledger.entries import (
@@ -679,6 +679,20 @@ async def cancel_lottery_on(conn: asyncpg.Connection, lottery_id: int, now: date
             lottery_id,
             entry_id,
         )
+        name = await conn.fetchval("SELECT name FROM lotteries WHERE id = $1", lottery_id)
+        await inbox.post_many(
+            conn,
+            [
+                inbox.NewMessage(
+                    r["member_id"],
+                    "lottery_cancelled",
+                    {"lottery": name, "points_refunded": int(r["points"])},
+                    f"lottery:{lottery_id}:cancelled",
+                )
+                for r in rows
+            ],
+            now,
+        )
     return Cancelled(lottery_id, sum(r["n"] for r in rows), sum(r["points"] for r in rows), False)
 
 
@@ -753,6 +767,19 @@ async def _draw(conn: asyncpg.Connection, lottery_id: int, now: datetime) -> boo
     )
     await conn.execute(
         "UPDATE lottery_draws SET entry_id = $2 WHERE lottery_id = $1", lottery_id, entry_id
+    )
+    await inbox.post_many(
+        conn,
+        [
+            inbox.NewMessage(
+                holder_of[w.ticket_number],
+                "lottery_won",
+                {"lottery": lottery["name"], "prize": _describe(prize_of[w.rank])},
+                f"lottery:{lottery_id}:won:{w.rank}",
+            )
+            for w in wins
+        ],
+        now,
     )
     await conn.execute("UPDATE lotteries SET status = 'drawn' WHERE id = $1", lottery_id)
     return True

@@ -128,6 +128,13 @@ upgrade_logged AS (
     SELECT :member_id::bigint, :tier_code::text, upgraded.tier_code, :booked_at::timestamptz,
            'upgrade', (SELECT points FROM qualifying)
     FROM upgraded
+),
+-- The member's inbox (api/engagement/inbox.py renders `tier_up`).
+upgrade_announced AS (
+    INSERT INTO inbox_messages (member_id, kind, params, created_at)
+    SELECT :member_id::bigint, 'tier_up', jsonb_build_object('tier', tr.name),
+           :booked_at::timestamptz
+    FROM upgraded JOIN tiers tr ON tr.code = upgraded.tier_code
 )"""
 
 
@@ -181,6 +188,12 @@ moved AS (
 logged AS (
     INSERT INTO tier_history (member_id, from_tier, to_tier, at, reason, qualifying_points)
     SELECT member_id, from_tier, to_tier, $3, 'review', points FROM moved
+),
+announced AS (
+    -- The member's inbox (api/engagement/inbox.py renders `tier_down`).
+    INSERT INTO inbox_messages (member_id, kind, params, created_at)
+    SELECT moved.member_id, 'tier_down', jsonb_build_object('tier', tr.name), $3
+    FROM moved JOIN tiers tr ON tr.code = moved.to_tier
 )
 SELECT (SELECT max(member_id) FROM batch) AS last_member_id, (SELECT count(*) FROM moved) AS moved
 """

@@ -19,6 +19,7 @@ from types import MappingProxyType
 import asyncpg
 
 from api.engagement.lotteries import advance_and_draw
+from api.engagement.reminders import OncePerDay, announce_expiring_points
 from api.engagement.tiers import review_tiers
 from api.ledger.burn import expire_holds
 from api.ledger.lots import BatchResult, expire_due, release_due
@@ -91,6 +92,20 @@ async def review_member_tiers(pool: asyncpg.Pool, now: datetime) -> None:
         log.info("tier review: %d members moved down", moved)
 
 
+_expiry_reminders = OncePerDay()
+
+
+async def announce_expiring_points_job(pool: asyncpg.Pool, now: datetime) -> None:
+    """Once a day (Amsterdam) per process: points expiring within 30 days are
+    announced in the inbox (and by mail), each member and day once."""
+    if not _expiry_reminders.due(now):
+        return
+    posted = await announce_expiring_points(pool, now)
+    _expiry_reminders.finished(now)
+    if posted:
+        log.info("announced expiring points: %d reminders", posted)
+
+
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a
 # rename needs the old name kept until queued jobs under it have drained.
 PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
@@ -102,6 +117,7 @@ PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
         "settle_statements": settle_statements,
         "review_member_tiers": review_member_tiers,
         "draw_lotteries": draw_lotteries,
+        "announce_expiring_points": announce_expiring_points_job,
     }
 )
 

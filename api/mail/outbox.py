@@ -11,6 +11,7 @@ text (which holds a code) is blanked: the database keeps no readable codes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +52,23 @@ async def enqueue(conn: asyncpg.Connection, mail: OutgoingMail, *, now: datetime
         now,
     )
     return mail_id
+
+
+async def enqueue_many(
+    conn: asyncpg.Connection, mails: Sequence[OutgoingMail], *, now: datetime
+) -> int:
+    """`enqueue` for many mails in one statement (a job's batch); how many."""
+    if not mails:
+        return 0
+    await conn.execute(
+        "INSERT INTO mail_outbox (to_address, subject, body_text, created_at)"
+        " SELECT a, s, b, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(a, s, b)",
+        [m.to_address for m in mails],
+        [m.subject for m in mails],
+        [m.body_text for m in mails],
+        now,
+    )
+    return len(mails)
 
 
 async def deliver(pool: asyncpg.Pool, mail_id: int, sender: MailSender, *, now: datetime) -> None:

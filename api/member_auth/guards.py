@@ -28,6 +28,7 @@ from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.response import Redirect
 
+from api.engagement.inbox import unread_count
 from api.errors import Unauthorized
 from api.member_auth import tokens
 from api.member_auth.codes import RetryLater
@@ -42,6 +43,9 @@ CSRF_HEADER = "x-csrf-token"
 SIGN_IN_PATH = "/sign-in"
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _STATE_KEY = "kring_wallet_session"
+# The signed-in member's unread inbox count, for the wallet nav's badge
+# (api/wallet/pages.py puts it in every page's context).
+INBOX_UNREAD_STATE_KEY = "kring_inbox_unread"
 
 
 class SignInRequired(Exception):
@@ -108,6 +112,7 @@ async def find_wallet_session(request: Request[Any, Any, Any]) -> WalletSession 
         tokens.csrf_token_for(claims.session_id, secret=_secret(request)),
     )
     request.state[_STATE_KEY] = found
+    request.state[INBOX_UNREAD_STATE_KEY] = await unread_count(rt.db, principal.member_id)
     return found
 
 

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from litestar import Request, Response
+
 from api.coalition.member_views import MEMBER_TIME_ZONE
+from api.member_auth.guards import INBOX_UNREAD_STATE_KEY
 from api.portal.forms import format_cents
 from api.web.templates import Pages
 
@@ -44,4 +48,14 @@ _pages = Pages(
     }
 )
 render = _pages.render
-page = _pages.page
+
+
+def page(
+    request: Request[Any, Any, Any], template: str, context: dict[str, Any], **options: Any
+) -> Response[str]:
+    """`Pages.page`, with the signed-in member's unread inbox count for the nav
+    badge (looked up with the wallet session; a handler may pass a fresher one)."""
+    unread = request.state.get(INBOX_UNREAD_STATE_KEY)
+    if unread is not None:
+        context = {"inbox_unread": unread, **context}
+    return _pages.page(request, template, context, **options)
