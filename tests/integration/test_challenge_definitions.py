@@ -6,6 +6,7 @@ and the end may change."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -469,3 +470,25 @@ async def test_create_challenge_in_python_refuses_the_same_key_for_another_defin
     assert refused.value.code == "idempotency_conflict"
     without_key = await transaction(pool, lambda c: defs.create_challenge(c, new, clock.now()))
     assert without_key.id != first.id
+
+
+async def test_concurrent_creates_with_one_key_make_one_challenge(pool, clock):
+    new = defs.NewChallenge(
+        name="Raced",
+        kind="purchases",
+        target=2,
+        starts_at=clock.now(),
+        ends_at=clock.now() + timedelta(days=7),
+        enrolment="opt_in",
+        reward_points=50,
+    )
+
+    async def attempt() -> defs.Created:
+        return await transaction(
+            pool, lambda conn: defs.create_or_replay(conn, new, clock.now(), "raced-1")
+        )
+
+    results = await asyncio.gather(*(attempt() for _ in range(8)))
+    assert len({r.challenge.id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert await pool.fetchval("SELECT count(*) FROM challenges WHERE create_key = 'raced-1'") == 1

@@ -4,8 +4,10 @@ their problem codes, the member API routes and the wallet page's form."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -257,6 +259,13 @@ async def test_withdrawn_ended_and_recently_met_enrolments(world, pool, clock) -
         missed, now, member,
     )  # fmt: skip
     await transaction(pool, lambda conn: defs.withdraw_challenge(conn, withdrawn, now))
+    # Withdrawing leaves enrolments (and any reward paid) as they were.
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM challenge_enrolments WHERE challenge_id = $1", withdrawn
+        )
+        == 1
+    )
     listed = by_name(await list_member_challenges(pool, member, now))
     assert "Met last week" in listed and listed["Met last week"].state == "met"
     assert listed["Met last week"].progress_text == "3 of 3 purchases"
@@ -337,3 +346,36 @@ async def test_wallet_page_lists_and_joins_with_the_csrf_token(world, app, pool,
         transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ).get("/challenges")
     assert anonymous.status_code == 303
+
+
+async def test_concurrent_joins_make_one_enrolment(world, pool, clock) -> None:
+    member, now = world["members"]["new"], clock.now()
+    challenge_id = await make_challenge(pool, clock, "Raced join")
+    results = await asyncio.gather(
+        *(join_challenge(pool, member, challenge_id, now) for _ in range(8))
+    )
+    assert sum(not r.replayed for r in results) == 1
+    assert {r.challenge.state for r in results} == {"joined"}
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM challenge_enrolments WHERE challenge_id = $1", challenge_id
+        )
+        == 1
+    )
+
+
+def test_states_and_their_words() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    base = MemberChallenge(
+        id=1, name="x", description="", kind="purchases", target=3, progress=0,
+        reward_points=10, sponsor_name=None, enrolment="opt_in", starts_at=now,
+        ends_at=datetime(2027, 1, 1, tzinfo=UTC), enrolled=False, counts_from=None,
+        counts_until=None, met=False, rewarded=False,
+    )  # fmt: skip
+    assert (base.state, base.can_join) == ("open", True)
+    assert base.last_moment.date().isoformat() == "2026-12-31"  # "until 31 Dec"
+    joined = replace(base, enrolled=True, counts_from=now, counts_until=base.ends_at, progress=5)
+    assert (joined.state, joined.can_join, joined.progress_shown) == ("joined", False, 3)
+    assert replace(joined, met=True).state_text == "Completed: the reward is on its way"
+    assert replace(joined, met=True, rewarded=True).state_text == "Completed, reward paid"
+    assert replace(base, enrolment="automatic").state_text == "Counts automatically"
