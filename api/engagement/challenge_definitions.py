@@ -552,15 +552,20 @@ async def change_challenge(
         now,
     )
     if "ends_at" in changed:
-        # Enrolments count until the challenge ends (a personal offer until its
-        # own end, if earlier). The new end is in the future, so no purchase
-        # already counted leaves the window.
+        # Enrolments count until the challenge ends, a personal offer until its
+        # own end if that is earlier (as the win-back job sets it). The new end
+        # is in the future, so no purchase already counted leaves the window.
         await conn.execute(
-            "UPDATE challenge_enrolments SET updated_at = $4, counts_until = CASE"
-            " WHEN counts_until = $2 OR counts_until > $3 THEN $3 ELSE counts_until END"
-            " WHERE challenge_id = $1 AND (counts_until = $2 OR counts_until > $3)",
+            "WITH target AS ("
+            "   SELECT e.id, CASE WHEN c.enrolment = 'personal'"
+            "     THEN least($2, e.counts_from + make_interval(days => c.personal_days))"
+            "     ELSE $2 END AS counts_until"
+            "   FROM challenge_enrolments e JOIN challenges c ON c.id = e.challenge_id"
+            "   WHERE e.challenge_id = $1)"
+            " UPDATE challenge_enrolments e SET counts_until = target.counts_until,"
+            " updated_at = $3 FROM target"
+            " WHERE e.id = target.id AND e.counts_until <> target.counts_until",
             challenge_id,
-            before.ends_at,
             merged.ends_at,
             now,
         )

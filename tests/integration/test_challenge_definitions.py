@@ -492,3 +492,35 @@ async def test_concurrent_creates_with_one_key_make_one_challenge(pool, clock):
     assert len({r.challenge.id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
     assert await pool.fetchval("SELECT count(*) FROM challenges WHERE create_key = 'raced-1'") == 1
+
+
+async def test_a_new_end_moves_each_members_window(http, headers, pool, clock, make_member):
+    now = clock.now()
+    made = await create(
+        http, headers, clock, "winback-end", enrolment="personal", personal_days=14,
+        audience="lapsed", lapsed_days=60, ends_at=(now + timedelta(days=10)).isoformat(),
+    )  # fmt: skip
+    member = await pool.fetchval(
+        "SELECT id FROM members WHERE card_number = $1", await make_member()
+    )
+    # The win-back job's offer: 14 days from now, cut at the challenge's end.
+    await pool.execute(
+        "INSERT INTO challenge_enrolments (challenge_id, member_id, enrolled_at, counts_from,"
+        " counts_until, updated_at) VALUES ($1, $2, $3, $3, $4, $3)",
+        made["id"],
+        member,
+        now,
+        now + timedelta(days=10),
+    )
+
+    async def window_end_after(days: int) -> Any:
+        url = f"/admin/v1/challenges/{made['id']}"
+        ends_at = (now + timedelta(days=days)).isoformat()
+        response = await http.patch(url, json={"ends_at": ends_at}, headers=headers["owner"])
+        assert response.status_code == 200, response.text
+        return await pool.fetchval(
+            "SELECT counts_until FROM challenge_enrolments WHERE challenge_id = $1", made["id"]
+        )
+
+    assert await window_end_after(30) == now + timedelta(days=14)  # the offer's own end
+    assert await window_end_after(5) == now + timedelta(days=5)  # the challenge's end
