@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from api.admin_api.challenges import ChallengeAdminController
 from api.admin_api.lotteries import LotteryAdminController
+from api.admin_api.referrals import ReferralAdminController
 from api.admin_api.tiers import TierAdminController
 from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
 from api.clock import Clock
@@ -25,6 +26,7 @@ from api.member_api.challenges import MemberChallengeController
 from api.member_api.controllers import MemberApiController
 from api.member_api.inbox import MemberInboxController
 from api.member_api.lotteries import MemberLotteryController
+from api.member_api.referrals import MemberReferralController
 from api.member_auth.controllers import member_auth_handlers
 from api.member_auth.guards import WALLET_EXCEPTION_HANDLERS
 from api.partner_api.controllers import (
@@ -39,6 +41,7 @@ from api.settings import Settings
 from api.wallet.challenges import challenge_wallet_router
 from api.wallet.controllers import pwa_handlers, wallet_router
 from api.wallet.inbox import inbox_wallet_router
+from api.wallet.referrals import referral_public_handlers, referral_wallet_router
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.state import Runtime, runtime
 
@@ -97,11 +100,14 @@ def create_app(
             wallet_router,
             challenge_wallet_router,
             inbox_wallet_router,
+            referral_wallet_router,
+            *referral_public_handlers,
             *pwa_handlers,
             MemberApiController,
             MemberLotteryController,
             MemberInboxController,
             MemberChallengeController,
+            MemberReferralController,
             lottery_wallet_router,
             *lottery_public_handlers,
             *member_auth_handlers(settings.mode),
@@ -109,6 +115,7 @@ def create_app(
             LotteryAdminController,
             TierAdminController,
             ChallengeAdminController,
+            ReferralAdminController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),
