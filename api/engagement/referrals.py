@@ -345,12 +345,15 @@ def month_bounds(now: datetime) -> tuple[datetime, datetime]:
 
 
 # Whether the referral's referee has a qualifying purchase: an earn of at
-# least the minimum, not fully refunded, booked at or after the claim.
+# least the minimum, not fully refunded, booked at or after the claim. A
+# referral that qualified keeps the minimum it qualified under, so raising
+# the minimum later never reverses a reward.
 _QUALIFIES = """
 EXISTS (SELECT 1 FROM transactions t
         WHERE t.member_id = r.referee_id AND t.kind = 'earn'
           AND t.created_at >= r.created_at
-          AND t.amount_cents >= $2 AND t.amount_refunded_cents < t.amount_cents)
+          AND t.amount_cents >= coalesce(r.qualified_min_purchase_cents, $2)
+          AND t.amount_refunded_cents < t.amount_cents)
 """
 
 # Referrals rewarded for a referrer in a month: reversed ones count too, so
@@ -435,9 +438,11 @@ async def process_referrals(
         )
         if rewarded >= settings.rewards_per_month_max:
             await conn.execute(
-                "UPDATE referrals SET status = 'capped', qualified_at = $2 WHERE id = $1",
+                "UPDATE referrals SET status = 'capped', qualified_at = $2,"
+                " qualified_min_purchase_cents = $3 WHERE id = $1",
                 row["id"],
                 now,
+                settings.min_purchase_cents,
             )
             continue
         await _reward(conn, row, settings, now)
@@ -472,11 +477,13 @@ async def _reward(
     referrer, referee = payments
     await conn.execute(
         "UPDATE referrals SET status = 'rewarded', qualified_at = $2,"
-        " referrer_reward_id = $3, referee_reward_id = $4 WHERE id = $1",
+        " referrer_reward_id = $3, referee_reward_id = $4, qualified_min_purchase_cents = $5"
+        " WHERE id = $1",
         row["id"],
         now,
         referrer.reward_id,
         referee.reward_id,
+        settings.min_purchase_cents,
     )
 
 

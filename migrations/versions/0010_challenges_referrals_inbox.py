@@ -135,6 +135,9 @@ CREATE TABLE referrals (
     status               text NOT NULL DEFAULT 'pending' CHECK (status IN (
                              'pending', 'rewarded', 'reversed', 'capped')),
     qualified_at         timestamptz,
+    -- The minimum purchase it qualified under: a reward stands while a
+    -- purchase of at least this does, whatever the terms say later.
+    qualified_min_purchase_cents bigint CHECK (qualified_min_purchase_cents > 0),
     referrer_reward_id   uuid UNIQUE REFERENCES transactions(id),
     referee_reward_id    uuid UNIQUE REFERENCES transactions(id),
     referrer_reversal_id uuid UNIQUE REFERENCES transactions(id),

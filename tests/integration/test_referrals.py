@@ -395,6 +395,25 @@ async def test_a_full_refund_reverses_both_rewards_for_good(
     await assert_ledger_clean(pool)
 
 
+async def test_raising_the_minimum_later_does_not_reverse_a_reward(
+    pool, clock, member, http, bearer, shop, client_for
+):
+    referrer, referee = await member(), await member()
+    await refer(http, bearer, pool, clock, referrer, referee)
+    async with client_for(shop) as client:
+        await client.earn(card_number=referee, amount_cents=1200, currency="EUR")
+        await process(pool, clock, referee)
+        await set_terms(pool, min_purchase_cents=5000)
+        try:
+            await client.earn(card_number=referee, amount_cents=300, currency="EUR")
+            await process(pool, clock, referee)
+        finally:
+            await set_terms(pool, min_purchase_cents=1000)
+    referral = await referral_of(pool, referee)
+    assert (referral["status"], referral["qualified_min_purchase_cents"]) == ("rewarded", 1000)
+    assert len(await rewards_of(pool, referrer)) == 1
+
+
 async def test_two_processors_racing_pay_a_referral_once(
     pool, clock, member, http, bearer, shop, client_for
 ):
