@@ -16,7 +16,8 @@ Rules (the numbers live in `referral_settings`, one row, changed by admins):
   purchases changed) rewards a pending referral once the referee has a
   qualifying purchase: an `earn` of at least `min_purchase_cents`, not fully
   refunded, booked at or after the claim. Both are paid from the programme's
-  promo budget (`api.ledger.rewards.pay_reward`). A referrer is paid for at
+  promo budget (`api.ledger.rewards.pay_reward`); a blocked or closed member
+  is paid nothing. A referrer is paid for at
   most `rewards_per_month_max` referrals qualifying in one Europe/Amsterdam
   calendar month; a referral qualifying beyond that is `capped` (nobody is
   paid, for good). A rewarded referral whose referee has no qualifying
@@ -415,8 +416,10 @@ async def process_referrals(
     # Read after the lock, in a statement of its own: it sees every purchase
     # and refund committed before the lock was granted.
     referrals = await conn.fetch(
-        f"SELECT {_REFERRAL_COLUMNS}, {_QUALIFIES} AS qualifies FROM referrals r"
-        " WHERE r.id = ANY($1::bigint[]) ORDER BY r.id",
+        f"SELECT {_REFERRAL_COLUMNS}, {_QUALIFIES} AS qualifies,"
+        " (SELECT status FROM members WHERE id = r.referrer_id) AS referrer_status,"
+        " (SELECT status FROM members WHERE id = r.referee_id) AS referee_status"
+        " FROM referrals r WHERE r.id = ANY($1::bigint[]) ORDER BY r.id",
         [r["id"] for r in rows],
         settings.min_purchase_cents,
     )
@@ -451,9 +454,12 @@ async def process_referrals(
 async def _reward(
     conn: asyncpg.Connection, row: asyncpg.Record, settings: ReferralSettings, now: datetime
 ) -> None:
+    # A blocked or closed member is paid nothing; the other side still is.
+    referrer_points = settings.referrer_points if row["referrer_status"] == "active" else 0
+    referee_points = settings.referee_points if row["referee_status"] == "active" else 0
     payments = [
-        _Payment(row["referrer_id"], settings.referrer_points, REFERRER_MEMO, "referrer"),
-        _Payment(row["referee_id"], settings.referee_points, REFEREE_MEMO, "referee"),
+        _Payment(row["referrer_id"], referrer_points, REFERRER_MEMO, "referrer"),
+        _Payment(row["referee_id"], referee_points, REFEREE_MEMO, "referee"),
     ]
     # The ledger's order: the lower member id first (both are locked already).
     for payment in sorted(payments, key=lambda p: p.member_id):

@@ -361,6 +361,23 @@ async def test_a_zero_amount_pays_that_side_nothing(
     assert await rewards_of(pool, referee) == [("reward", 40, "Referral: welcome bonus")]
 
 
+async def test_a_blocked_referrer_is_paid_nothing(
+    pool, clock, member, http, bearer, shop, client_for
+):
+    referrer, referee = await member(), await member()
+    await refer(http, bearer, pool, clock, referrer, referee)
+    await pool.execute(
+        "UPDATE members SET status = 'blocked' WHERE id = $1", await member_id_of(pool, referrer)
+    )
+    async with client_for(shop) as client:
+        await client.earn(card_number=referee, amount_cents=5000, currency="EUR")
+    await process(pool, clock, referee)
+    referral = await referral_of(pool, referee)
+    assert referral["status"] == "rewarded" and referral["referrer_reward_id"] is None
+    assert await rewards_of(pool, referrer) == []
+    assert len(await rewards_of(pool, referee)) == 1
+
+
 async def test_a_full_refund_reverses_both_rewards_for_good(
     pool, clock, member, http, bearer, shop, client_for
 ):
