@@ -17,10 +17,9 @@ Rules (the numbers live in `referral_settings`, one row, changed by admins):
   qualifying purchase: an `earn` of at least `min_purchase_cents`, not fully
   refunded, booked at or after the claim. Both are paid from the programme's
   promo budget (`api.ledger.rewards.pay_reward`); a blocked or closed member
-  is paid nothing. A referrer is paid for at
-  most `rewards_per_month_max` referrals qualifying in one Europe/Amsterdam
-  calendar month; a referral qualifying beyond that is `capped` (nobody is
-  paid, for good). A rewarded referral whose referee has no qualifying
+  is paid nothing. A referrer is paid for at most `rewards_per_month_max`
+  referrals qualifying in one Europe/Amsterdam calendar month; a referral
+  qualifying beyond that is `capped` (nobody is paid, for good). A rewarded referral whose referee has no qualifying
   purchase left (refunded) is reversed, both rewards taken back, and stays
   `reversed`: a referral is rewarded at most once.
 
