@@ -36,6 +36,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hold_minutes_default: int = 30
     # How often the periodic jobs (release, expiry, hold voiding) run.
     job_interval_seconds: int = 30
+    # How often the engagement processor (challenge progress, rewards,
+    # referrals) looks for members whose purchases changed.
+    engagement_interval_seconds: int = 2
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The programme's own bank account, which `kring payouts` pays partners
     # from. All three unset: no payout files. Checked like partners' details
@@ -61,6 +64,7 @@ ENV_NAMES: dict[str, str] = {
     "db_pool_max_size": "KRING_DB_POOL_MAX_SIZE",
     "hold_minutes_default": "KRING_HOLD_MINUTES_DEFAULT",
     "job_interval_seconds": "KRING_JOB_INTERVAL_SECONDS",
+    "engagement_interval_seconds": "KRING_ENGAGEMENT_INTERVAL_SECONDS",
     "log_level": "KRING_LOG_LEVEL",
     "payout_account_name": "KRING_PAYOUT_ACCOUNT_NAME",
     "payout_iban": "KRING_PAYOUT_IBAN",
@@ -75,6 +79,7 @@ _POSITIVE_INTS = (
     "db_pool_max_size",
     "hold_minutes_default",
     "job_interval_seconds",
+    "engagement_interval_seconds",
 )
 JWT_SECRET_BYTES_MIN = 32
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 import asyncpg
 
+from api.engagement.challenge_progress import offer_winback, process_dirty
 from api.engagement.lotteries import advance_and_draw
 from api.engagement.reminders import OncePerDay, announce_expiring_points
 from api.engagement.tiers import review_tiers
@@ -104,6 +105,25 @@ async def announce_expiring_points_job(pool: asyncpg.Pool, now: datetime) -> Non
     _expiry_reminders.finished(now)
     if posted:
         log.info("announced expiring points: %d reminders", posted)
+
+
+async def process_engagement(pool: asyncpg.Pool, now: datetime) -> None:
+    """Members whose purchases changed: automatic enrolment, challenge
+    progress, rewards paid or reversed, referrals. Scheduled every
+    `engagement_interval_seconds` (a few seconds), not every interval."""
+    processed = await process_dirty(pool, now)
+    if processed:
+        log.debug("engagement: processed %d members", processed)
+
+
+WINBACK_INTERVAL = timedelta(hours=1)
+
+
+async def offer_winback_challenges(pool: asyncpg.Pool, now: datetime) -> None:
+    """Lapsed members are offered the open win-back challenges (hourly)."""
+    offered = await offer_winback(pool, now)
+    if offered:
+        log.info("win-back: %d offers made", offered)
 
 
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a

@@ -31,16 +31,30 @@ from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from api.clock import Clock
 from api.db.pool import create_pool
 from api.jobs.housekeeping import JOB_LOG_PRUNE_INTERVAL, prune_job_log
-from api.jobs.periodic import PERIODIC_JOBS, PeriodicJob, prune_webhook_log
+from api.jobs.periodic import (
+    PERIODIC_JOBS,
+    WINBACK_INTERVAL,
+    PeriodicJob,
+    offer_winback_challenges,
+    process_engagement,
+    prune_webhook_log,
+)
+from api.mail.outbox import deliver_due
+from api.mail.smtp import mail_sender
 from api.settings import Settings
 from api.webhooks.retention import WEBHOOK_LOG_PRUNE_INTERVAL
 
 log = logging.getLogger(__name__)
 
+# Jobs on intervals of their own: the two log prunings, the engagement
+# processor (every few seconds), win-back offers (hourly), and mail the
+# outbox still holds (needs the settings' mail sender).
+OWN_INTERVAL_JOBS = 5
 # Each scheduled job (the PERIODIC_JOBS: ledger jobs, webhook delivery,
-# settlement, tier review, lottery draws; plus the two log prunings) runs one
-# transaction at a time; one connection each, and one spare.
-JOB_POOL_SIZE_MAX = len(PERIODIC_JOBS) + 2 + 1
+# settlement, tier review, lottery draws, expiry reminders; plus the
+# OWN_INTERVAL_JOBS) runs one transaction at a time; one connection each,
+# and one spare.
+JOB_POOL_SIZE_MAX = len(PERIODIC_JOBS) + OWN_INTERVAL_JOBS + 1
 # A run's end and the next run being queued are at most one tick apart.
 TICKS_PER_INTERVAL = 4
 TICK_SECONDS_MIN = 0.25
@@ -61,6 +75,7 @@ class ScheduledJob:
 
 def scheduled_jobs(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> list[ScheduledJob]:
     every = timedelta(seconds=settings.job_interval_seconds)
+    sender = mail_sender(settings.smtp_url, settings.mail_from)
 
     def ledger(job: PeriodicJob) -> Callable[[], Awaitable[None]]:
         # The ledger's "now" is read when the run starts, not when it was queued.
@@ -70,6 +85,13 @@ def scheduled_jobs(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> list
         *(ScheduledJob(name, every, ledger(job)) for name, job in PERIODIC_JOBS.items()),
         ScheduledJob("prune_job_log", JOB_LOG_PRUNE_INTERVAL, lambda: prune_job_log(pool)),
         ScheduledJob("prune_webhook_log", WEBHOOK_LOG_PRUNE_INTERVAL, ledger(prune_webhook_log)),
+        ScheduledJob(
+            "process_engagement",
+            timedelta(seconds=settings.engagement_interval_seconds),
+            ledger(process_engagement),
+        ),
+        ScheduledJob("offer_winback", WINBACK_INTERVAL, ledger(offer_winback_challenges)),
+        ScheduledJob("deliver_mail", every, lambda: deliver_due(pool, sender, now=clock.now())),
     ]
 
 
@@ -132,7 +154,8 @@ async def run_worker(
             queries = Queries(AsyncpgDriver(conn))
             jobs = scheduled_jobs(settings, pool, clock)
             manager = build_queue_manager(queries, jobs, stop)
-            tick_seconds = max(settings.job_interval_seconds / TICKS_PER_INTERVAL, TICK_SECONDS_MIN)
+            shortest = min(job.interval for job in jobs).total_seconds()
+            tick_seconds = max(shortest / TICKS_PER_INTERVAL, TICK_SECONDS_MIN)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(_keep_scheduled(queries, jobs, tick_seconds, stop))
                 tasks.create_task(manager.run())

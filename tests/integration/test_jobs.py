@@ -225,3 +225,40 @@ async def test_prune_deletes_only_queue_log_rows_past_retention(pool):
     assert "old" not in left
     assert "recent" in left
     assert await prune_job_log(pool) == 0
+
+
+async def test_the_worker_moves_challenge_progress_within_seconds_of_an_earn(
+    make_partner, make_member, client_for, pool, clock, database_url, fast_settings
+):
+    creds = await make_partner()
+    card = await make_member()
+    now = clock.now()
+    challenge = await pool.fetchval(
+        "INSERT INTO challenges (name, kind, target, starts_at, ends_at, enrolment, audience,"
+        " reward_points, created_at, updated_at)"
+        " VALUES ('Twice', 'purchases', 2, $1, $2, 'automatic', 'everyone', 50, $1, $1)"
+        " RETURNING id",
+        now - timedelta(minutes=1),
+        now + timedelta(days=7),
+    )
+    settings = msgspec.structs.replace(fast_settings, engagement_interval_seconds=1)
+    worker = await start_in_process(database_url, settings, clock)
+    try:
+        async with client_for(creds) as client:
+            for _ in range(2):
+                await client.earn(card_number=card, amount_cents=1_000, currency="EUR")
+
+        async def rewarded() -> bool:
+            return bool(
+                await pool.fetchval(
+                    "SELECT rewarded FROM challenge_enrolments e JOIN members m"
+                    " ON m.id = e.member_id WHERE e.challenge_id = $1 AND m.card_number = $2",
+                    challenge,
+                    card,
+                )
+            )
+
+        await eventually(rewarded, "challenge met and rewarded by the worker")
+    finally:
+        await worker.stop()
+    assert (await balances(pool, card))["available"] == 50
