@@ -100,6 +100,38 @@ async def deliver(pool: asyncpg.Pool, mail_id: int, sender: MailSender, *, now: 
     )
 
 
+# Mail the outbox still holds is retried by a job (`deliver_due`): first a
+# minute after it was written (the writer sends it at once; the job is for
+# what that send missed, or what nobody sent, like expiry reminders), then
+# 4, 16 and 64 minutes later; after MAIL_ATTEMPTS_MAX it stays unsent, with
+# its last error, for an operator to look at.
+MAIL_ATTEMPTS_MAX = 5
+MAIL_RETRY_BATCH_MAX = 100
+
+
+async def deliver_due(pool: asyncpg.Pool, sender: MailSender, *, now: datetime) -> int:
+    """Send what is due in the outbox, oldest first; how many were sent."""
+    due = await pool.fetch(
+        """
+        SELECT id FROM mail_outbox
+        WHERE sent_at IS NULL AND attempts < $2
+          AND created_at <= $1::timestamptz - interval '1 minute' * power(4, attempts)
+        ORDER BY id LIMIT $3
+        """,
+        now,
+        MAIL_ATTEMPTS_MAX,
+        MAIL_RETRY_BATCH_MAX,
+    )
+    sent = 0
+    for row in due:
+        try:
+            await deliver(pool, row["id"], sender, now=now)
+        except MailNotSent:
+            continue  # recorded on the row; retried later
+        sent += 1
+    return sent
+
+
 async def latest_mail(
     db: asyncpg.Pool | asyncpg.Connection, limit: int = MAILBOX_MESSAGES_MAX
 ) -> list[StoredMail]:

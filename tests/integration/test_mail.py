@@ -192,3 +192,42 @@ async def test_there_is_no_mailbox_in_production(
     missing = await api.get("/dev/mailbox")
     assert missing.status_code == 404
     assert "/dev/mailbox" not in (await api.get("/schema/openapi.json")).json()["paths"]
+
+
+async def test_the_job_sends_queued_mail_and_retries_a_refused_send_later(
+    smtp_server: tuple[Inbox, int], clock: ManualClock, pool: asyncpg.Pool
+) -> None:
+    from datetime import timedelta
+
+    from api.mail.outbox import MAIL_ATTEMPTS_MAX, deliver_due, enqueue
+    from api.mail.smtp import OutgoingMail, mail_sender
+
+    inbox, port = smtp_server
+    await pool.execute("UPDATE mail_outbox SET sent_at = $1 WHERE sent_at IS NULL", clock.now())
+    async with pool.acquire() as conn:
+        await enqueue(
+            conn, OutgoingMail("later@example.com", "Points expire", "120 points"), now=clock.now()
+        )
+    down = mail_sender(f"smtp://127.0.0.1:{free_port()}", "Kring <no-reply@kring.test>")
+    up = mail_sender(f"smtp://127.0.0.1:{port}", "Kring <no-reply@kring.test>")
+    # Not yet: the writer gets a minute to send it itself.
+    assert await deliver_due(pool, up, now=clock.now()) == 0
+    clock.advance(timedelta(minutes=1))
+    assert await deliver_due(pool, down, now=clock.now()) == 0  # refused, recorded
+    row = await pool.fetchrow(
+        "SELECT attempts, last_error, sent_at FROM mail_outbox WHERE to_address = 'later@example.com'"
+    )
+    assert (row["attempts"], row["sent_at"]) == (1, None) and row["last_error"]
+    # The second attempt waits 4 minutes from the mail's creation.
+    assert await deliver_due(pool, up, now=clock.now()) == 0
+    clock.advance(timedelta(minutes=3))
+    before = len(inbox.messages)
+    assert await deliver_due(pool, up, now=clock.now()) == 1
+    assert [m["Subject"] for _, m in inbox.messages[before:]] == ["Points expire"]
+    assert await deliver_due(pool, up, now=clock.now() + timedelta(days=1)) == 0
+    # A mail that kept failing stays unsent after the last attempt.
+    await pool.execute(
+        "UPDATE mail_outbox SET sent_at = NULL, attempts = $1 WHERE to_address = 'later@example.com'",
+        MAIL_ATTEMPTS_MAX,
+    )
+    assert await deliver_due(pool, up, now=clock.now() + timedelta(days=30)) == 0
