@@ -408,6 +408,10 @@ async def _delete(conn: asyncpg.Connection, member_id: int, now: datetime) -> Cl
         member_id,
         now,
     )
+    # The inbox and the referral code go with the account (messages name
+    # challenges, lotteries and amounts: the member's history, not ours to keep).
+    await conn.execute("DELETE FROM inbox_messages WHERE member_id = $1", member_id)
+    await conn.execute("DELETE FROM referral_codes WHERE member_id = $1", member_id)
     if email is not None:
         await conn.execute("DELETE FROM sign_in_codes WHERE email = lower($1)", email)
         await conn.execute("DELETE FROM mail_outbox WHERE lower(to_address) = lower($1)", email)

@@ -147,6 +147,17 @@ async def test_deletion_forfeits_points_to_breakage_erases_data_and_settles(
     async with client_for(instant) as client:
         await client.void(hold.id)
 
+    await pool.execute(
+        "INSERT INTO inbox_messages (member_id, kind, params, created_at)"
+        " VALUES ($1, 'tier_up', '{\"tier\": \"Silver\"}', $2)",
+        member_id,
+        clock.now(),
+    )
+    await pool.execute(
+        "INSERT INTO referral_codes (member_id, code, created_at) VALUES ($1, 'CYCODE22', $2)",
+        member_id,
+        clock.now(),
+    )
     breakage_before = await breakage(pool)
     closure = await delete_account(
         pool, member_id, confirmation=ACCOUNT_DELETION_CONFIRMATION, now=clock.now()
@@ -155,6 +166,11 @@ async def test_deletion_forfeits_points_to_breakage_erases_data_and_settles(
     assert await breakage(pool) == breakage_before + 80
     closed_card = await pool.fetchval("SELECT card_number FROM members WHERE id = $1", member_id)
     assert closed_card != card
+    for table in ("inbox_messages", "referral_codes"):
+        assert (
+            await pool.fetchval(f"SELECT count(*) FROM {table} WHERE member_id = $1", member_id)
+            == 0
+        )
     assert await balances(pool, closed_card) == {
         "available": 0,
         "pending": 0,
