@@ -17,6 +17,11 @@ lots at price 0 (burned, expired, refunded) and refunds of them are part of
 every history; a history can also upgrade a member at earn time. Bonus
 points count in the liability's points and are worth 0 in its money.
 
+Rewards (challenges', referrals') are part of the histories too: paid by a
+sponsoring partner (charged on its statement's sponsored_rewards line, the
+points worth its issuance price in the liability) or by the promo budget
+(worth 0), and taken back (from the reward's lot, other lots, then debt).
+
 Expiry happens 36 months after release; rather than settle 1,100 days per
 example, an `age` step moves a member's available lots' expiry to within the
 hour, as if those 36 months had passed for them.
@@ -33,8 +38,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.db.pool import transaction
 from api.ledger.burn import expire_holds
 from api.ledger.lots import expire_due, release_due
+from api.ledger.rewards import pay_reward, reverse_reward
 from api.settlement.periods import SETTLEMENT_DELAY, business_date, day_end
 from api.settlement.position import liability_now, programme_position
 from api.settlement.run import settle_due
@@ -51,6 +58,7 @@ PARTNERS = st.fixed_dictionaries(
     }
 )
 FRACTION = st.integers(1, 100)
+REWARD = st.tuples(st.just("reward"), st.integers(0, 4), st.integers(0, 2), st.integers(1, 500))
 STEP = st.one_of(
     st.tuples(st.just("earn"), st.integers(0, 3), st.integers(0, 2), st.integers(1, 40_000)),
     st.tuples(st.just("burn"), st.integers(0, 3), st.integers(0, 2), FRACTION),
@@ -60,6 +68,11 @@ STEP = st.one_of(
     st.tuples(st.just("refund"), st.integers(0, 30), FRACTION),
     st.tuples(st.just("advance"), st.integers(1, 80)),
     st.tuples(st.just("age"), st.integers(0, 2)),
+    # A reward (a challenge's, a referral's) from a sponsoring partner or, for
+    # an index past the partners, the promo budget; and taking one back.
+    REWARD,
+    REWARD,  # twice as likely as the other steps: histories are short
+    st.tuples(st.just("take_back"), st.integers(0, 20)),
 )
 
 
@@ -79,6 +92,7 @@ class History:
     cards: list[str]
     earns: list[Any] = field(default_factory=list)
     holds: list[Any] = field(default_factory=list)
+    rewards: list[Any] = field(default_factory=list)
 
 
 def half_even_cents(micros: int) -> int:
@@ -134,8 +148,15 @@ async def test_statements_equal_the_ledger_and_the_programme_adds_up(
         " WHERE t.kind = 'earn' AND m.card_number = ANY($1::text[])",
         history.cards,
     )
+    promo_rewards = await pool.fetchval(
+        "SELECT coalesce(sum(CASE t.kind WHEN 'reward' THEN t.points ELSE -t.points END), 0)"
+        " FROM transactions t JOIN members m ON m.id = t.member_id"
+        " WHERE t.kind IN ('reward', 'reward_reversal') AND t.sponsor_id IS NULL"
+        " AND m.card_number = ANY($1::text[])",
+        history.cards,
+    )
     promo_spent = promo_before - await _promo_balance(pool)
-    assert 0 <= promo_spent <= bonus_issued
+    assert promo_rewards <= promo_spent <= bonus_issued + promo_rewards
     assert position.float_cents == 0
     # Nothing is outstanding: what partners paid net is the programme's revenue.
     assert -position.partners_net_cents == position.spread_cents + position.breakage_cents
@@ -185,6 +206,29 @@ async def _run(step, history: History, clients, pool, clock) -> None:
             clock.advance(timedelta(hours=step[1]))
             await _jobs(pool, clock)
             await settle_due(pool, clock.now())
+        elif kind == "reward":
+            _, p, m, points = step
+            sponsor = history.partners[p].partner_id if p < len(history.partners) else None
+            member_id = await pool.fetchval(
+                "SELECT id FROM members WHERE card_number = $1", history.cards[m]
+            )
+            reward_id = await transaction(
+                pool,
+                lambda conn: pay_reward(
+                    conn,
+                    member_id=member_id,
+                    points=points,
+                    sponsor_id=sponsor,
+                    memo="Property reward",
+                    now=clock.now(),
+                ),
+            )
+            history.rewards.append(reward_id)
+        elif kind == "take_back":
+            if not history.rewards:
+                return
+            reward_id = history.rewards.pop(step[1] % len(history.rewards))
+            await transaction(pool, lambda conn: reverse_reward(conn, reward_id, clock.now()))
         elif kind == "age":
             member_id = await pool.fetchval(
                 "SELECT id FROM members WHERE card_number = $1", history.cards[step[1]]
@@ -274,6 +318,12 @@ async def _assert_lines_equal_transactions(pool, partner_ids) -> None:
                points_captured::numeric * price_micros
         FROM transactions WHERE kind = 'burn' AND status = 'captured'
           AND partner_id = ANY($1::bigint[]) AND points_captured > 0
+        UNION ALL
+        SELECT sponsor_id, 'sponsored_rewards', created_at,
+               CASE kind WHEN 'reward' THEN -points ELSE points END,
+               CASE kind WHEN 'reward' THEN -points ELSE points END::numeric * price_micros
+        FROM transactions WHERE kind IN ('reward', 'reward_reversal')
+          AND sponsor_id = ANY($1::bigint[])
         """,
         partner_ids,
     )
@@ -302,7 +352,7 @@ async def _assert_lines_equal_transactions(pool, partner_ids) -> None:
             row = actual[(statement["id"], category)]
             assert (row["entries"], row["points"], int(row["amount_micros"])) == (
                 entries,
-                points,
+                abs(points),  # a sponsored line nets rewards (-) and reversals (+)
                 micros,
             )
             assert row["amount_cents"] == half_even_cents(micros)
