@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from api.db.pool import transaction
 from api.engagement.challenge_progress import offer_winback, process_dirty
 from api.ledger.check import check_ledger
 from api.settlement.periods import SETTLEMENT_DELAY, business_date, day_end
