@@ -1,23 +1,29 @@
 """Challenge progress and rewards: what a member's purchases imply, kept true.
 
-The engagement processor takes members whose purchases changed (earns and
-refunds mark them, api/engagement/activity.py) and, for each, in one
-transaction:
+The engagement processor (`process_dirty`, the job `process_engagement`):
 
-1. enrols them in the open automatic challenges of their audience;
-2. recomputes every enrolment's progress from the member's surviving
-   purchases (earns not fully refunded, booked inside the enrolment's
-   window; `spend` counts cents less refunds). Progress is never counted up
-   or down by events: it is recomputed from the transactions, so a refund,
-   a retried job or a second processor always lands on the same figure;
-3. pays the reward of an enrolment that is met and has none standing (the
-   challenge still active), and reverses the standing reward of one that is
-   no longer met (a refund took a purchase away), each with its ledger entry
-   (api/ledger/rewards.py), its `challenge_rewards` row and an inbox message.
+1. takes a batch of the activity queue (earns and refunds append their
+   member, api/engagement/activity.py) and, in one transaction without any
+   account lock (so an earn never waits on it):
+   - enrols those members in the open automatic challenges of their audience;
+   - recomputes every enrolment's progress and whether it is met from their
+     surviving purchases (earns not fully refunded, booked inside the
+     enrolment's window; `spend` counts cents less refunds). Progress is
+     never counted up or down by events: it is recomputed from the
+     transactions, so a refund, a retried job or a second processor always
+     lands on the same figure;
+   - runs the referrals of those members (api/engagement/referrals.py);
+2. then settles every enrolment whose reward does not match (`met <>
+   rewarded`, a partial index, so nothing due is forgotten even if the
+   process died between the two steps), each in a transaction of its own
+   that locks the member's accounts first, as an earn does: pays the reward
+   of a met one (challenge still active, member active) or reverses the
+   standing reward of one a refund made unmet, with the ledger entry
+   (api/ledger/rewards.py), the `challenge_rewards` row and an inbox message.
 
-"Pays exactly once" is the `rewarded` flag changing in the same transaction
-as the ledger entry, under the member's account locks, and a unique index
-allowing one standing reward per enrolment.
+"Pays exactly once": the flag, the reward row and the ledger entry change
+in one transaction with the enrolment's row locked and re-read, and a unique
+index allows one standing reward per enrolment.
 
 Progress by kind (purchases = surviving earns in the window, at the
 challenge's partners when it names any):
@@ -36,9 +42,9 @@ to each lapsed member one by one, counted from the offer for the challenge's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -47,14 +53,20 @@ from api.db.pool import transaction
 from api.engagement import activity, inbox
 from api.engagement.audience import in_audience
 from api.engagement.referrals import process_referrals
-from api.ledger.accounts import lock_members
-from api.ledger.entries import LedgerInvariantError
+from api.ledger.accounts import lock_members, shard_for
 from api.ledger.rewards import MEMO_LENGTH_MAX, pay_reward, reverse_reward
 
-PROCESS_BATCH_MEMBERS_MAX = 200
+PROCESS_BATCH_ROWS_MAX = 500
+SETTLE_BATCH_MAX = 500
+SETTLE_GROUP_MAX = 10  # members whose earns wait while their rewards post
+SETTLE_EVERY_BATCHES = 4
 WINBACK_BATCH_MEMBERS_MAX = 1_000
 ANNIVERSARY_DAYS = 7
+# An unmet enrolment's progress is frozen this long after its window closed:
+# no purchase can count any more, and recomputing it would only show less.
+FROZEN_AFTER_DAYS = 1
 STREAK_TIME_ZONE = "Europe/Amsterdam"
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 _AUTO_ENROL = f"""
 INSERT INTO challenge_enrolments
@@ -80,6 +92,8 @@ WITH ev AS (
     JOIN challenges c ON c.id = e.challenge_id
     JOIN members m ON m.id = e.member_id
     WHERE e.member_id = ANY($1::bigint[])
+      AND (e.counts_until > $2::timestamptz - interval '{FROZEN_AFTER_DAYS} days'
+           OR e.met OR e.rewarded)
 ),
 purchase AS (
     SELECT ev.id, ev.kind, ev.member_since, ev.counts_from, t.partner_id, t.created_at,
@@ -150,9 +164,19 @@ FROM judged
 WHERE e.id = judged.id AND (e.progress, e.met) IS DISTINCT FROM (judged.progress, judged.met)
 """
 
-# Enrolments whose reward does not match whether they are met.
+# Enrolments whose reward does not match whether they are met (the partial
+# index `challenge_enrolments_due`), oldest first.
+_DUE_IDS = """
+SELECT e.id, e.member_id, c.sponsor_id
+FROM challenge_enrolments e JOIN challenges c ON c.id = e.challenge_id
+WHERE e.met <> e.rewarded AND e.id > $1
+ORDER BY e.id LIMIT $2
+"""
+
+# One due enrolment, locked, with what paying or reversing it needs.
 _DUE = """
-SELECT e.id, e.member_id, e.met, c.name, c.reward_points, c.sponsor_id,
+SELECT e.id, e.member_id, e.met, e.rewarded, c.name, c.reward_points, c.sponsor_id,
+       c.status = 'active' AND m.status = 'active' AS payable,
        r.cycle AS standing_cycle, r.reward_id AS standing_reward,
        (SELECT coalesce(max(cycle), 0) FROM challenge_rewards x WHERE x.enrolment_id = e.id)
            AS last_cycle
@@ -160,126 +184,141 @@ FROM challenge_enrolments e
 JOIN challenges c ON c.id = e.challenge_id
 JOIN members m ON m.id = e.member_id
 LEFT JOIN challenge_rewards r ON r.enrolment_id = e.id AND r.reversal_id IS NULL
-WHERE e.member_id = ANY($1::bigint[])
-  AND ((e.met AND NOT e.rewarded AND c.status = 'active' AND m.status = 'active')
-       OR (NOT e.met AND e.rewarded))
-ORDER BY e.member_id, e.id
+WHERE e.id = $1
+FOR UPDATE OF e
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Processed:
-    members: int
+    rows: int  # activity rows taken (earns and refunds looked at)
     rewards_paid: int
     rewards_reversed: int
 
 
-async def process_dirty(pool: asyncpg.Pool, now: datetime) -> int:
-    """Process every marked member, in batches; returns how many. The job
-    (api/jobs/periodic.py) runs it every few seconds."""
-    total = 0
-    while True:
-        done = await transaction(pool, lambda conn: _process_batch(conn, now))
-        if done.members == 0:
-            return total
-        total += done.members
-
-
-# Members marked for processing, and the referrers a referral may pay.
-_CANDIDATES = """
-WITH marked AS (
-    SELECT member_id FROM engagement_dirty ORDER BY marked_at LIMIT $1
-)
-SELECT member_id FROM marked
-UNION
-SELECT r.referrer_id FROM referrals r JOIN marked ON marked.member_id = r.referee_id
-WHERE r.status IN ('pending', 'rewarded')
-"""
-
-
-async def _process_batch(conn: asyncpg.Connection, now: datetime) -> Processed:
-    # Lock order: the accounts of every member this batch may post for (the
-    # marked members and the referrers their referrals pay), in id order,
-    # before taking the marks. An earn holds its member's accounts while it
-    # marks that member; taking the mark first would deadlock with it.
-    candidates = [r["member_id"] for r in await conn.fetch(_CANDIDATES, PROCESS_BATCH_MEMBERS_MAX)]
-    if not candidates:
-        return Processed(0, 0, 0)
-    await lock_members(conn, sorted(candidates))
-    member_ids = await activity.take_these(conn, candidates)
-    if not member_ids:
-        return Processed(0, 0, 0)  # another processor took them while we waited
-    return await process_members(conn, member_ids, now)
-
-
-async def process_members(
-    conn: asyncpg.Connection, member_ids: Sequence[int], now: datetime
+async def process_dirty(
+    pool: asyncpg.Pool, now: datetime, *, batches_max: int | None = None
 ) -> Processed:
-    """Enrol, recompute and settle rewards for these members, in the caller's
-    transaction (which must hold their accounts' locks, as `_process_batch`
-    does, or be the only writer, as in tests)."""
-    ids = sorted(member_ids)
+    """Look at the members whose purchases changed, in batches, paying and
+    reversing what became due after every few batches (so rewards do not
+    wait for a queue that keeps filling). With `batches_max`, stop after that
+    many batches: the job (api/jobs/periodic.py) bounds each run, so that the
+    `now` a run was started with is never more than a few seconds old (a
+    challenge that started since must not be missed for enrolment)."""
+    rows = paid = reversed_ = batches = 0
+    while True:
+        taken = await transaction(pool, lambda conn: _process_batch(conn, now))
+        rows += taken
+        batches += 1
+        done = taken == 0 or batches == batches_max
+        if done or batches % SETTLE_EVERY_BATCHES == 0:
+            settled = await settle_rewards(pool, now)
+            paid += settled[0]
+            reversed_ += settled[1]
+        if done:
+            return Processed(rows, paid, reversed_)
+
+
+async def _process_batch(conn: asyncpg.Connection, now: datetime) -> int:
+    """One batch of the activity queue: enrolment and progress (no ledger
+    write, so no account lock: an earn never waits on this), and referrals.
+    Returns how many queue rows it took."""
+    taken = await activity.take(conn, PROCESS_BATCH_ROWS_MAX)
+    if not taken.member_ids:
+        return 0
+    ids = taken.member_ids
+    # The pool plans statements generically, which suits the ledger's key
+    # lookups; these set-based statements over a batch of members want
+    # plans made for their actual parameters (16 times faster here).
+    await conn.execute(CUSTOM_PLANS)
     await conn.execute(_AUTO_ENROL, ids, now)
+    # Two processors may hold rows of one member: lock its enrolments in id
+    # order first, so their updates queue instead of deadlocking.
+    await conn.execute(
+        "SELECT id FROM challenge_enrolments WHERE member_id = ANY($1::bigint[])"
+        " ORDER BY id FOR UPDATE",
+        ids,
+    )
     await conn.execute(_PROGRESS, ids, now)
-    messages: list[inbox.NewMessage] = []
-    due = await conn.fetch(_DUE, ids)
-    for enrolment in due:
-        if enrolment["met"]:
-            await _pay(conn, enrolment, now)
-        else:
-            await _reverse(conn, enrolment, now)
-        messages.append(_message(enrolment))
-    await inbox.post_many(conn, messages, now)
     await process_referrals(conn, ids, now)
-    paid = sum(1 for e in due if e["met"])
-    return Processed(len(ids), paid, len(due) - paid)
+    return taken.rows
 
 
-# The enrolment's reward record and flag, in one statement; the flag's guard
-# (`rewarded <> $3`) is what a second payment would trip over.
+async def settle_rewards(pool: asyncpg.Pool, now: datetime) -> tuple[int, int]:
+    """Pay every met enrolment without a standing reward and reverse every
+    standing reward of an unmet one. Returns (paid, reversed).
+
+    A transaction settles up to SETTLE_GROUP_MAX enrolments with one payer
+    (the promo budget, or one sponsor) from one shard: it locks all their
+    members' accounts first, in id order, then the enrolments, then posts;
+    so it holds a single non-member account row, in the order an earn takes
+    its rows, and cannot deadlock with one."""
+    paid = reversed_ = 0
+    after = 0
+    while True:
+        due = await pool.fetch(_DUE_IDS, after, SETTLE_BATCH_MAX)
+        if not due:
+            return paid, reversed_
+        groups: dict[int | None, list[asyncpg.Record]] = {}
+        for row in due:
+            groups.setdefault(row["sponsor_id"], []).append(row)
+        for rows in groups.values():
+            for start in range(0, len(rows), SETTLE_GROUP_MAX):
+                group = rows[start : start + SETTLE_GROUP_MAX]
+                done = await transaction(pool, partial(_settle_group, group=group, now=now))
+                paid += done.count("paid")
+                reversed_ += done.count("reversed")
+        after = due[-1]["id"]
+
+
+async def _settle_group(
+    conn: asyncpg.Connection, *, group: list[asyncpg.Record], now: datetime
+) -> list[str]:
+    await lock_members(conn, sorted({row["member_id"] for row in group}))
+    shard = shard_for(group[0]["id"])
+    outcomes: list[str] = []
+    messages: list[inbox.NewMessage] = []
+    for row in group:
+        due = await conn.fetchrow(_DUE, row["id"])
+        if due is None or due["met"] == due["rewarded"]:
+            continue  # settled meanwhile (another processor, or a newer recompute)
+        if due["met"]:
+            if not due["payable"]:
+                continue  # withdrawn challenge or inactive member: no new rewards
+            reward_id = await pay_reward(
+                conn,
+                member_id=due["member_id"],
+                points=due["reward_points"],
+                sponsor_id=due["sponsor_id"],
+                memo=f"Challenge: {due['name']}"[:MEMO_LENGTH_MAX],
+                now=now,
+                shard=shard,
+            )
+            await conn.execute(_RECORD_PAYMENT, due["id"], due["last_cycle"] + 1, reward_id, now)
+            outcomes.append("paid")
+        else:
+            reversal_id = await reverse_reward(conn, due["standing_reward"], now, shard=shard)
+            await conn.execute(_RECORD_REVERSAL, due["id"], due["standing_cycle"], reversal_id, now)
+            outcomes.append("reversed")
+        messages.append(_message(due))
+    await inbox.post_many(conn, messages, now)
+    return outcomes
+
+
+# The enrolment's reward record and flag (the row is locked by `_DUE`).
 _RECORD_PAYMENT = """
 WITH flagged AS (
-    UPDATE challenge_enrolments SET rewarded = true, updated_at = $4
-    WHERE id = $1 AND NOT rewarded RETURNING id
+    UPDATE challenge_enrolments SET rewarded = true, updated_at = $4 WHERE id = $1 RETURNING id
 )
-INSERT INTO challenge_rewards (enrolment_id, cycle, reward_id)
-SELECT id, $2, $3 FROM flagged
-RETURNING enrolment_id
+INSERT INTO challenge_rewards (enrolment_id, cycle, reward_id) SELECT id, $2, $3 FROM flagged
 """
 _RECORD_REVERSAL = """
 WITH flagged AS (
-    UPDATE challenge_enrolments SET rewarded = false, updated_at = $4
-    WHERE id = $1 AND rewarded RETURNING id
+    UPDATE challenge_enrolments SET rewarded = false, updated_at = $4 WHERE id = $1 RETURNING id
 )
 UPDATE challenge_rewards r SET reversal_id = $3
-FROM flagged WHERE r.enrolment_id = flagged.id AND r.cycle = $2 AND r.reversal_id IS NULL
-RETURNING r.enrolment_id
+FROM flagged WHERE r.enrolment_id = flagged.id AND r.cycle = $2
 """
-
-
-async def _pay(conn: asyncpg.Connection, due: asyncpg.Record, now: datetime) -> None:
-    reward_id = await pay_reward(
-        conn,
-        member_id=due["member_id"],
-        points=due["reward_points"],
-        sponsor_id=due["sponsor_id"],
-        memo=f"Challenge: {due['name']}"[:MEMO_LENGTH_MAX],
-        now=now,
-    )
-    recorded = await conn.fetchval(
-        _RECORD_PAYMENT, due["id"], due["last_cycle"] + 1, reward_id, now
-    )
-    if recorded is None:  # the caller's lock should make this impossible
-        raise LedgerInvariantError(f"enrolment {due['id']} was rewarded meanwhile")
-
-
-async def _reverse(conn: asyncpg.Connection, due: asyncpg.Record, now: datetime) -> None:
-    reversal_id = await reverse_reward(conn, due["standing_reward"], now)
-    recorded = await conn.fetchval(
-        _RECORD_REVERSAL, due["id"], due["standing_cycle"], reversal_id, now
-    )
-    if recorded is None:
-        raise LedgerInvariantError(f"enrolment {due['id']} was reversed meanwhile")
 
 
 def _message(due: asyncpg.Record) -> inbox.NewMessage:
@@ -344,6 +383,7 @@ async def offer_winback(pool: asyncpg.Pool, now: datetime) -> int:
 
 
 async def _offer_batch(conn: asyncpg.Connection, now: datetime) -> int:
+    await conn.execute(CUSTOM_PLANS)
     offers = await conn.fetch(_OFFER, now, WINBACK_BATCH_MEMBERS_MAX)
     await inbox.post_many(
         conn,

@@ -107,13 +107,23 @@ async def announce_expiring_points_job(pool: asyncpg.Pool, now: datetime) -> Non
         log.info("announced expiring points: %d reminders", posted)
 
 
+# About 4,000 purchases a run: the next run, a few seconds later, reads the
+# clock afresh.
+ENGAGEMENT_BATCHES_PER_RUN = 8
+
+
 async def process_engagement(pool: asyncpg.Pool, now: datetime) -> None:
     """Members whose purchases changed: automatic enrolment, challenge
     progress, rewards paid or reversed, referrals. Scheduled every
     `engagement_interval_seconds` (a few seconds), not every interval."""
-    processed = await process_dirty(pool, now)
-    if processed:
-        log.debug("engagement: processed %d members", processed)
+    done = await process_dirty(pool, now, batches_max=ENGAGEMENT_BATCHES_PER_RUN)
+    if done.rewards_paid or done.rewards_reversed:
+        log.info(
+            "engagement: %d purchases looked at, %d rewards paid, %d reversed",
+            done.rows,
+            done.rewards_paid,
+            done.rewards_reversed,
+        )
 
 
 WINBACK_INTERVAL = timedelta(hours=1)

@@ -18,8 +18,10 @@ Timing runs on wall-clock time (the database's NOW()); what a job treats as
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -187,33 +189,57 @@ async def keep_worker_running(
 
 
 class WorkerHandle:
-    """A worker running as a task of this process; `stop()` ends it."""
+    """A worker running in a thread of this process with an event loop of
+    its own; `stop()` ends it.
 
-    def __init__(self, task: asyncio.Task[None], stop_event: asyncio.Event) -> None:
-        self._task = task
+    Its own loop, not a task on the server's: a server saturated with
+    requests keeps hundreds of tasks ready, and a worker sharing that loop
+    waits behind all of them at every database round trip, so background
+    work (challenge progress, webhooks, settlement) would stall exactly when
+    it is busiest. In a thread it gets its share of the interpreter."""
+
+    def __init__(
+        self, thread: threading.Thread, loop: asyncio.AbstractEventLoop, stop_event: asyncio.Event
+    ) -> None:
+        self._thread = thread
+        self._loop = loop
         self._stop_event = stop_event
 
     @property
     def running(self) -> bool:
-        return not self._task.done()
+        return self._thread.is_alive()
 
     async def stop(self) -> None:
         """Stop taking jobs, let running ones finish (cancelled after
         STOP_SECONDS_MAX; their transactions roll back), then return."""
-        self._stop_event.set()
-        try:
-            await asyncio.wait_for(self._task, STOP_SECONDS_MAX)
-        except TimeoutError:
-            log.warning("job worker did not stop within %.0f s; cancelled it", STOP_SECONDS_MAX)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+        await asyncio.to_thread(self._thread.join, STOP_SECONDS_MAX + 5)
+        if self._thread.is_alive():
+            log.warning("job worker did not stop within %.0f s", STOP_SECONDS_MAX)
 
 
 async def start_in_process(database_url: str, settings: Settings, clock: Clock) -> WorkerHandle:
-    """Start a worker as a background task of the running event loop (`kring serve`)."""
-    stop_event = asyncio.Event()
-    task = asyncio.create_task(
-        keep_worker_running(database_url, settings, clock, stop_event), name="kring-job-worker"
+    """Start a worker in a thread of this process (`kring serve`)."""
+    started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = (
+        concurrent.futures.Future()
     )
-    return WorkerHandle(task, stop_event)
+
+    async def run() -> None:
+        stop_event = asyncio.Event()
+        started.set_result((asyncio.get_running_loop(), stop_event))
+        task = asyncio.create_task(keep_worker_running(database_url, settings, clock, stop_event))
+        await stop_event.wait()
+        try:
+            await asyncio.wait_for(task, STOP_SECONDS_MAX)
+        except TimeoutError:
+            log.warning("job worker did not stop within %.0f s; cancelled it", STOP_SECONDS_MAX)
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), name="kring-job-worker")
+    thread.daemon = True
+    thread.start()
+    loop, stop_event = await asyncio.wrap_future(started)
+    return WorkerHandle(thread, loop, stop_event)
 
 
 async def main_worker(database_url: str, settings: Settings, clock: Clock) -> None:

@@ -24,7 +24,7 @@ import asyncpg
 
 from api.clock import add_months
 from api.db.sql import Query
-from api.engagement.activity import MARK_DIRTY_CTE
+from api.engagement.activity import MARK_ACTIVITY_CTE
 from api.engagement.tiers import UPGRADE_CTES, MemberTier, bonus_points, upgrade_params
 from api.ids import new_transaction_id
 from api.ledger.accounts import MemberAccounts
@@ -183,7 +183,7 @@ bonus_lot AS (
     FROM txn
     WHERE :bonus_points::bigint > 0
 ),
-{MARK_DIRTY_CTE},
+{MARK_ACTIVITY_CTE},
 {UPGRADE_CTES},
 {ENTRY_CTES},
 {OUTBOX_CTE}

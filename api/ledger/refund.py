@@ -23,7 +23,7 @@ from uuid import UUID
 import asyncpg
 
 from api.db.sql import Query
-from api.engagement.activity import MARK_DIRTY_CTE
+from api.engagement.activity import MARK_ACTIVITY_CTE
 from api.errors import Conflict, DomainError
 from api.ids import new_transaction_id
 from api.ledger.accounts import MemberAccounts, shard_for
@@ -251,7 +251,7 @@ own_lot AS (
     WHERE id = :skip_lot_id::bigint AND :from_lot::bigint > 0
     RETURNING :from_lot::bigint AS points
 ),
-{MARK_DIRTY_CTE},
+{MARK_ACTIVITY_CTE},
 {TAKE_FIFO_CTES},
 -- Remember which other lots gave points: settlement values them at their price.
 traced AS (

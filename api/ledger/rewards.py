@@ -21,7 +21,10 @@ repay. The points go back to whoever paid; a sponsor is credited in full.
 
 Both run in the caller's transaction and lock the member's accounts first
 (the ledger's lock order): the caller keeps its own exactly-once record
-(e.g. `challenge_rewards`) in the same transaction.
+(e.g. `challenge_rewards`) in the same transaction. A caller paying several
+members in one transaction locks all of them first (`lock_members`) and
+pays them from one payer and one `shard`, so it holds one non-member row
+and cannot deadlock with an earn.
 """
 
 from __future__ import annotations
@@ -58,9 +61,10 @@ class _Payer:
     price_micros: int
 
 
-async def _payer(conn: asyncpg.Connection, sponsor_id: int | None, transaction_id: UUID) -> _Payer:
-    """The account the points come from (and go back to), and their price."""
-    shard = shard_for(transaction_id.int)
+async def _payer(conn: asyncpg.Connection, sponsor_id: int | None, shard: int) -> _Payer:
+    """The account the points come from (and go back to), and their price.
+    Any shard is correct; a caller paying many rewards in one transaction
+    uses one shard for all of them, so that it holds a single payer row."""
     if sponsor_id is None:
         promo = await conn.fetchval(
             "SELECT id FROM accounts WHERE kind = 'programme_promo' AND member_id IS NULL"
@@ -118,6 +122,7 @@ async def pay_reward(
     sponsor_id: int | None,
     memo: str,
     now: datetime,
+    shard: int | None = None,
 ) -> UUID:
     """Give the member `points`, available at once; returns the reward's id."""
     if points <= 0:
@@ -128,7 +133,7 @@ async def pay_reward(
     if member.status != "active":
         raise Conflict("this member account is not active", code="member_not_active")
     txn_id = new_transaction_id()
-    payer = await _payer(conn, sponsor_id, txn_id)
+    payer = await _payer(conn, sponsor_id, shard_for(txn_id.int) if shard is None else shard)
     postings = Postings(first=frozenset(member.account_ids)).move(
         payer.account_id, member.available_id, points
     )
@@ -199,7 +204,9 @@ SELECT {ENTRY_RESULT},
 """)
 
 
-async def reverse_reward(conn: asyncpg.Connection, reward_id: UUID, now: datetime) -> UUID:
+async def reverse_reward(
+    conn: asyncpg.Connection, reward_id: UUID, now: datetime, shard: int | None = None
+) -> UUID:
     """Take a reward back in full; returns the reversal's id. A reward is
     reversed at most once (`reward_already_reversed`)."""
     member_id = await conn.fetchval(
@@ -219,7 +226,9 @@ async def reverse_reward(conn: asyncpg.Connection, reward_id: UUID, now: datetim
     from_available = min(points - from_lot, others_available)
     debt = points - from_lot - from_available
     reversal_id = new_transaction_id()
-    payer = await _payer(conn, reward["sponsor_id"], reward_id)
+    payer = await _payer(
+        conn, reward["sponsor_id"], shard_for(reversal_id.int) if shard is None else shard
+    )
     lot_account = member.available_id if lot_is_available else member.pending_id
     postings = (
         Postings(first=frozenset(member.account_ids))

@@ -98,6 +98,9 @@ CREATE TABLE challenge_enrolments (
     CHECK (counts_until > counts_from)
 );
 CREATE INDEX challenge_enrolments_member ON challenge_enrolments (member_id, counts_until DESC);
+-- Progress changes with most purchases and no indexed column does: room on
+-- each page lets those updates stay heap-only (no index writes).
+ALTER TABLE challenge_enrolments SET (fillfactor = 70);
 
 -- Every reward a challenge paid and, if it was reversed, the reversal. The
 -- cycle numbers payments of one enrolment (met, unmet by a refund, met again).
@@ -112,12 +115,19 @@ CREATE TABLE challenge_rewards (
 CREATE UNIQUE INDEX challenge_rewards_one_standing ON challenge_rewards (enrolment_id)
     WHERE reversal_id IS NULL;
 
--- Members whose purchases changed since the engagement processor last looked
--- (earn and refund statements add them; the processor takes them in batches).
-CREATE TABLE engagement_dirty (
-    member_id  bigint PRIMARY KEY REFERENCES members(id),
-    marked_at  timestamptz NOT NULL
+-- Purchases that changed (earn and refund statements append their member),
+-- for the engagement processor to look at: an append-only queue, so an earn
+-- never waits on the processor; the processor takes rows with SKIP LOCKED and
+-- deletes them in the transaction that recomputes those members. No foreign
+-- key: the earn's member exists, and a key check would lock its row.
+CREATE TABLE engagement_activity (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    member_id  bigint NOT NULL,
+    booked_at  timestamptz NOT NULL
 );
+-- Enrolments whose reward does not match whether they are met: what the
+-- processor pays or reverses, each in a transaction of its own.
+CREATE INDEX challenge_enrolments_due ON challenge_enrolments (id) WHERE met <> rewarded;
 
 -- Referrals. A member's code is made when first asked for. A referral links a
 -- new member (once) to who referred them; both are rewarded when the new
@@ -176,7 +186,7 @@ CREATE INDEX inbox_messages_unread ON inbox_messages (member_id) WHERE read_at I
 """
 
 DOWNGRADE = """
-DROP TABLE inbox_messages, referral_settings, referrals, referral_codes, engagement_dirty,
+DROP TABLE inbox_messages, referral_settings, referrals, referral_codes, engagement_activity,
     challenge_rewards, challenge_enrolments, challenges;
 DELETE FROM transactions WHERE kind IN ('reward', 'reward_reversal');
 ALTER TABLE transactions DROP CONSTRAINT transactions_partner_or_reward,

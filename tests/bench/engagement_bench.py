@@ -28,6 +28,7 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +50,7 @@ from tests.bench.earn_bench import (  # noqa: E402
     Server,
     fetch_token_and_check,
     free_port,
+    kring_command,
     last_json,
     run_kring,
     run_wrk,
@@ -60,11 +62,11 @@ CHALLENGES: Final = 20
 DRAIN_S_MAX: Final = 300.0
 
 # (kind, target, audience tier or None, sponsored): 20 challenges of every
-# kind, with targets a programme would set for a month (wrk's baskets are 1
-# to 200 euros, about 3 purchases per member per run): some are met during
-# the runs, so rewards are paid while earns are measured.
+# kind, some easy (wrk's baskets are 1 to 200 euros, and each member makes
+# about 3 to 5 purchases in a run), so rewards are paid while earns are
+# measured; fresh ones start with each "with" run.
 CHALLENGE_MIX: Final = [
-    ("purchases", 5, None, False),
+    ("purchases", 3, None, False),
     ("purchases", 10, None, True),
     ("spend", 50_000, None, False),
     ("spend", 150_000, None, True),
@@ -96,63 +98,75 @@ class Run:
     p99_ms: float
     rss_mb: float
     non_2xx: int
+    queue_left: int | None = None
     drain_s: float | None = None
     rewards: int | None = None
 
 
-async def _setup_challenges(url: str, partner_id: int) -> None:
+async def _switch(url: str, sponsor_id: int, *, on: bool) -> None:
+    """Earlier challenges ended; with `on`, 20 new ones starting now (so only
+    this run's purchases count, as for a challenge launched today) and the
+    members in higher tiers; without, everyone in the lowest tier."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.executemany(
-            "INSERT INTO challenges (name, kind, target, starts_at, ends_at, enrolment, audience,"
-            " audience_tier, reward_points, sponsor_id, status, created_at, updated_at)"
-            " VALUES ($1, $2, $3, now() - interval '1 day', now() + interval '30 days',"
-            " 'automatic', $4, $5, 100, $6, 'withdrawn', now(), now())",
-            [
-                (
-                    f"Bench {i}: {kind} {target}",
-                    kind,
-                    target,
-                    "tier" if tier else "everyone",
-                    tier,
-                    partner_id if sponsored else None,
-                )
-                for i, (kind, target, tier, sponsored) in enumerate(CHALLENGE_MIX)
-            ],
+        # The previous run's challenges ended long ago, as a programme's ended
+        # challenges have (their windows move 40 days back): the processor
+        # leaves a closed, unmet enrolment alone a day after it closes.
+        await conn.execute(
+            "UPDATE challenges SET status = 'withdrawn', starts_at = starts_at - interval"
+            " '40 days', ends_at = now() - interval '10 days' WHERE ends_at > now()"
         )
-    finally:
-        await conn.close()
-
-
-async def _switch(url: str, *, on: bool) -> None:
-    """Challenges active and members in higher tiers, or neither."""
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("UPDATE challenges SET status = $1", "active" if on else "withdrawn")
+        await conn.execute(
+            "UPDATE challenge_enrolments SET counts_from = counts_from - interval '40 days',"
+            " counts_until = now() - interval '10 days' WHERE counts_until > now()"
+        )
         await conn.execute("DELETE FROM member_tiers")
         if on:
+            await conn.executemany(
+                "INSERT INTO challenges (name, kind, target, starts_at, ends_at, enrolment,"
+                " audience, audience_tier, reward_points, sponsor_id, created_at, updated_at)"
+                " VALUES ($1, $2, $3, now(), now() + interval '30 days', 'automatic', $4, $5,"
+                " 100, $6, now(), now())",
+                [
+                    (
+                        f"Bench {i}: {kind} {target}",
+                        kind,
+                        target,
+                        "tier" if tier else "everyone",
+                        tier,
+                        sponsor_id if sponsored else None,
+                    )
+                    for i, (kind, target, tier, sponsored) in enumerate(CHALLENGE_MIX)
+                ],
+            )
             await conn.execute(
                 "INSERT INTO member_tiers (member_id, tier_code, since)"
                 " SELECT id, CASE id % 3 WHEN 1 THEN 'silver' ELSE 'gold' END, now()"
                 " FROM members WHERE id % 3 <> 0"
             )
-        # Start each run with an empty backlog.
-        await conn.execute("DELETE FROM engagement_dirty")
+        # Start each run with an empty queue.
+        await conn.execute("DELETE FROM engagement_activity")
     finally:
         await conn.close()
 
 
-async def _drain(url: str) -> tuple[float, int]:
-    """Seconds until the processor has no member left to look at; rewards paid so far."""
+async def _drain(url: str) -> tuple[int, float, int]:
+    """The queue left when wrk stopped (rows), the seconds until the processor
+    had taken it all and paid what it made due, and the rewards paid so far."""
     conn = await asyncpg.connect(url)
     try:
+        left = int(await conn.fetchval("SELECT count(*) FROM engagement_activity"))
         started = time.monotonic()
-        while await conn.fetchval("SELECT count(*) FROM engagement_dirty"):
+        while await conn.fetchval(
+            "SELECT (SELECT count(*) FROM engagement_activity) + (SELECT count(*)"
+            " FROM challenge_enrolments e JOIN challenges c ON c.id = e.challenge_id"
+            " WHERE e.met <> e.rewarded AND (c.status = 'active' OR e.rewarded))"
+        ):
             if time.monotonic() - started > DRAIN_S_MAX:
                 raise BenchError("the engagement processor did not drain its backlog")
             await asyncio.sleep(0.2)
         rewards = await conn.fetchval("SELECT count(*) FROM challenge_rewards")
-        return time.monotonic() - started, int(rewards)
+        return left, time.monotonic() - started, int(rewards)
     finally:
         await conn.close()
 
@@ -177,6 +191,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=12, help="seconds per wrk run")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--members", type=int, default=2000)
+    parser.add_argument("--keep", action="store_true", help="keep the data folder")
+    parser.add_argument(
+        "--worker",
+        choices=["in-process", "separate"],
+        default="in-process",
+        help="the job worker inside `kring serve` (default) or as a `kring worker` process",
+    )
     return parser.parse_args(argv)
 
 
@@ -189,9 +210,21 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KRING_MODE")}
     env.update(KRING_DATA_DIR=str(data_dir), KRING_LOG_LEVEL="warning")
     server: Server | None = None
+    worker: subprocess.Popen[bytes] | None = None
     try:
-        server = Server(env, data_dir, free_port(), [])
+        server = Server(
+            env, data_dir, free_port(), ["--no-jobs"] if args.worker == "separate" else []
+        )
         server.wait_ready()
+        if args.worker == "separate":
+            worker = subprocess.Popen(
+                [*kring_command(), "worker"],
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         creds = last_json(
             run_kring(
                 [
@@ -215,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
         pg = Postgres.from_url(url)
         pg.init_pgbench("pgbench", 1)
         partner_id = asyncio.run(_partner_id(url, creds["client_id"]))
-        asyncio.run(_setup_challenges(url, partner_id))
         token = asyncio.run(
             fetch_token_and_check(
                 server.base_url, creds["client_id"], creds["client_secret"], cards[0]
@@ -226,16 +258,26 @@ def main(argv: list[str] | None = None) -> int:
         run_wrk(server.base_url, script, args.clients, 3)  # warm-up
         runs: list[Run] = []
         pgbench: list[float] = []
+        rewards_before = 0
         for round_ in range(1, args.rounds + 1):
-            asyncio.run(_switch(url, on=False))
+            asyncio.run(_switch(url, partner_id, on=False))
             runs.append(_measure(server, script, args.clients, args.duration, "without"))
-            asyncio.run(_switch(url, on=True))
+            asyncio.run(_switch(url, partner_id, on=True))
             engaged = _measure(server, script, args.clients, args.duration, "with")
-            engaged.drain_s, engaged.rewards = asyncio.run(_drain(url))
+            engaged.queue_left, engaged.drain_s, rewards_total = asyncio.run(_drain(url))
+            engaged.rewards = rewards_total - rewards_before
+            rewards_before = rewards_total
             runs.append(engaged)
             print(f"  round {round_}: pgbench {args.duration} s ...", file=sys.stderr, flush=True)
             pgbench.append(pg.pgbench("pgbench", args.clients, args.duration))
         print(render(runs, pgbench, args))
+        problems = [
+            line
+            for line in server.log_path.read_text(errors="replace").splitlines()
+            if "Error" in line or "failed" in line
+        ]
+        if problems:
+            print(f"server log: {len(problems)} error lines, e.g.", *problems[:5], sep="\n  ")
         print(run_kring(["ledger", "check"], env).strip())
         return 0
     except BenchError as exc:
@@ -244,9 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             print(server.log_tail(), file=sys.stderr)
         return 1
     finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
         if server is not None:
             server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if args.keep:
+            print(f"data kept in {data_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _partner_id(url: str, client_id: str) -> int:
@@ -264,16 +312,17 @@ async def _partner_id(url: str, client_id: str) -> int:
 def render(runs: list[Run], pgbench: list[float], args: argparse.Namespace) -> str:
     lines = [
         f"Kring earn with {CHALLENGES} challenges and tiers: {args.rounds} rounds of "
-        f"{args.duration} s, {args.clients} clients, {os.cpu_count()} CPUs",
+        f"{args.duration} s, {args.clients} clients, {os.cpu_count()} CPUs, job worker {args.worker}",
         "",
-        "| round | run | earn/s | p50 ms | p99 ms | RSS MB | backlog drained in s | rewards paid | pgbench TPS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| round | run | earn/s | p50 ms | p99 ms | RSS MB | queue left at the end | drained in s | rewards paid | pgbench TPS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, run in enumerate(runs):
         round_ = i // 2
         lines.append(
             f"| {round_ + 1} | {run.label} | {run.earn_per_s:,.0f} | {run.p50_ms:.1f} | "
             f"{run.p99_ms:.1f} | {run.rss_mb:.0f} | "
+            f"{'-' if run.queue_left is None else f'{run.queue_left:,}'} | "
             f"{'-' if run.drain_s is None else f'{run.drain_s:.1f}'} | "
             f"{'-' if run.rewards is None else f'{run.rewards:,}'} | "
             f"{pgbench[round_]:,.0f} |"

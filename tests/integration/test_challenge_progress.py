@@ -90,12 +90,12 @@ async def test_an_earn_marks_the_member_and_the_processor_enrols_and_counts(
         member = await member_id_of(pool, card)
         assert (
             await pool.fetchval(
-                "SELECT count(*) FROM engagement_dirty WHERE member_id = $1", member
+                "SELECT count(*) FROM engagement_activity WHERE member_id = $1", member
             )
             == 1
         )
-        assert await process_dirty(pool, clock.now()) >= 1
-        assert await pool.fetchval("SELECT count(*) FROM engagement_dirty") == 0
+        assert (await process_dirty(pool, clock.now())).rows >= 1
+        assert await pool.fetchval("SELECT count(*) FROM engagement_activity") == 0
         first = await enrolment(pool, challenge, card)
         assert (first["progress"], first["met"], first["rewarded"]) == (1, False, False)
         before = await balances(pool, card)

@@ -19,7 +19,11 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.engagement.challenge_progress import ANNIVERSARY_DAYS, process_dirty
+from api.engagement.challenge_progress import (
+    ANNIVERSARY_DAYS,
+    FROZEN_AFTER_DAYS,
+    process_dirty,
+)
 from api.ledger.check import check_ledger
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -161,7 +165,9 @@ async def _create_challenges(pool, clock, partner_ids, targets, lengths) -> list
     return made
 
 
-async def _check(pool, member_id: int, challenges: list[Challenge], history: History) -> None:
+async def _check(
+    pool, member_id: int, challenges: list[Challenge], history: History, now: datetime
+) -> None:
     rows = {
         r["challenge_id"]: r
         for r in await pool.fetch(
@@ -179,6 +185,11 @@ async def _check(pool, member_id: int, challenges: list[Challenge], history: His
         progress, met = expected(challenge, history)
         assert (row is not None) == challenge.enrolled, challenge
         if row is None:
+            continue
+        frozen_since = challenge.ends_at + timedelta(days=FROZEN_AFTER_DAYS)
+        if now >= frozen_since and not challenge.met_before:
+            # Unmet and closed a day ago: frozen, never met again.
+            assert (row["met"], row["rewarded"], row["standing"]) == (False, False, 0)
             continue
         assert (row["progress"], row["met"]) == (progress, met), challenge
         assert row["rewarded"] == met
@@ -255,7 +266,7 @@ async def test_progress_and_rewards_follow_the_surviving_purchases(
                         challenge.enrolled |= challenge.starts_at <= now < challenge.ends_at
                 history.dirty = False
                 await process_dirty(pool, now)
-                await _check(pool, member_id, challenges, history)
+                await _check(pool, member_id, challenges, history, now)
     finally:
         for client in clients:
             await client.__aexit__(None, None, None)

@@ -108,7 +108,7 @@ async def test_a_member_joins_a_challenge_and_sees_progress_after_an_earn(
 
         clock.advance(timedelta(minutes=1))  # the purchase comes after joining
         await client_for(shop).earn(card, 1_800, "EUR", idempotency_key="browser-challenge-1")
-        assert await process_dirty(pool, clock.now()) >= 1
+        assert (await process_dirty(pool, clock.now())).rows >= 1
 
         await page.reload()
         card_item = page.get_by_test_id(f"challenge-{challenge_id}")
