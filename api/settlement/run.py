@@ -58,6 +58,9 @@ CATEGORY_OF_ENTRY_KIND = {
     # is credited for those taken back: one line, net.
     "reward": "sponsored_rewards",
     "reward_reversal": "sponsored_rewards",
+    # A partner matching members' donations (api/charity/matching.py) pays
+    # for the points it gives the charity as for a sponsored reward.
+    "donation_match": "sponsored_rewards",
 }
 # A run settles at most this many days in one call (a worker that was down
 # for a long time catches up over several ticks, each bounded).
@@ -260,7 +263,7 @@ FROM filed f
 JOIN journal_entries e ON e.id = f.entry_id
 JOIN postings p ON p.entry_id = f.entry_id
 JOIN accounts a ON a.id = p.account_id
-WHERE e.kind IN ('earn', 'refund', 'capture', 'reward', 'reward_reversal')
+WHERE e.kind IN ('earn', 'refund', 'capture', 'reward', 'reward_reversal', 'donation_match')
   AND a.kind IN ('partner_points_issued', 'partner_points_redeemed')
 GROUP BY f.statement_id, e.kind
 UNION ALL
@@ -289,6 +292,11 @@ class _MembersMoved:
     # (positive), as the sponsors' statements value them.
     sponsored_micros: int = 0
     sponsored_back_micros: int = 0
+    # Donation matches (negative: the partners owe) and their points: paid
+    # for, but never a member's, so no liability: recognised with breakage
+    # (the programme holds that money for the charities' payouts).
+    matched_micros: int = 0
+    matched_points: int = 0
 
 
 async def _file_and_sum(
@@ -325,6 +333,9 @@ async def _file_and_sum(
             moved.sponsored_micros += int(r["micros"])
         elif r["kind"] == "reward_reversal":
             moved.sponsored_back_micros += int(r["micros"])
+        elif r["kind"] == "donation_match":
+            moved.matched_micros += int(r["micros"])
+            moved.matched_points -= r["points"]
     lines = []
     for opened in statements:
         if opened.partner_id is None:
@@ -360,7 +371,8 @@ WITH run_entries AS (
     JOIN settled_entries se ON se.statement_id = s.id
     JOIN journal_entries e ON e.id = se.entry_id
     WHERE s.run_id = $1
-      AND e.kind IN ('capture', 'refund', 'reward_reversal', 'expire', 'forfeit', 'lottery_ticket')
+      AND e.kind IN ('capture', 'refund', 'reward_reversal', 'expire', 'forfeit', 'lottery_ticket',
+                     'donation')
 ),
 hold AS (
     SELECT hl.points, l.price_micros, t.points - t.points_captured AS restore,
@@ -397,7 +409,8 @@ expired AS (
     FROM run_entries r
     JOIN lot_expiries x ON x.entry_id = r.id
     JOIN lots l ON l.id = x.lot_id
-    WHERE r.kind IN ('expire', 'forfeit', 'lottery_ticket')  -- closed accounts', tickets' points too
+    -- closed accounts', tickets' and donations' points too
+    WHERE r.kind IN ('expire', 'forfeit', 'lottery_ticket', 'donation')
 )
 SELECT captured.points AS captured_points, captured.micros AS captured_micros,
        refunded.points AS refunded_points, refunded.micros AS refunded_micros,
@@ -433,8 +446,8 @@ async def _recognise(
     before_points = 0 if previous is None else previous["liability_points"]
     before_micros = 0 if previous is None else int(previous["liability_micros"])
     return _Position(
-        breakage_points=moved["expired_points"],
-        breakage_micros=expired_micros,
+        breakage_points=moved["expired_points"] + members.matched_points,
+        breakage_micros=expired_micros - members.matched_micros,
         spread_points=moved["captured_points"],
         spread_micros=(captured_micros - redeemed_micros)
         + (refunded_micros - refunds_micros)

@@ -1,0 +1,1 @@
+"""Charities, members' donations of points, partners' matching campaigns."""
