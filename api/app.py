@@ -36,6 +36,8 @@ from api.partner_api.controllers import (
     TokenController,
     WebhookController,
 )
+from api.payments.controllers import PAYMENT_HANDLERS
+from api.payments.providers import configure_payments
 from api.portal.controllers import portal_router
 from api.settings import Settings
 from api.wallet.challenges import challenge_wallet_router
@@ -65,6 +67,7 @@ def create_app(
     run_jobs: bool = False,
 ) -> Litestar:
     rt = Runtime(settings=settings, clock=clock or Clock())
+    configure_payments(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -116,6 +119,7 @@ def create_app(
             TierAdminController,
             ChallengeAdminController,
             ReferralAdminController,
+            *PAYMENT_HANDLERS,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),

@@ -8,6 +8,7 @@ exits, so an operator never reads a traceback for a typo.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -52,6 +53,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # refuses to start without it.
     smtp_url: str | None = None
     mail_from: str = "Kring <no-reply@kring.localhost>"
+    # Payments (api/payments/): with a Mollie API key, members pay through
+    # Mollie; without one, through the built-in sandbox (development only).
+    mollie_api_key: str | None = None
+    mollie_api_url: str = "https://api.mollie.com/v2"
+    # This deployment's public base URL (`https://kring.example`), which
+    # providers post payment notifications to; unset, none are requested.
+    public_url: str | None = None
 
 
 ENV_NAMES: dict[str, str] = {
@@ -71,6 +79,9 @@ ENV_NAMES: dict[str, str] = {
     "payout_bic": "KRING_PAYOUT_BIC",
     "smtp_url": "KRING_SMTP_URL",
     "mail_from": "KRING_MAIL_FROM",
+    "mollie_api_key": "KRING_MOLLIE_API_KEY",
+    "mollie_api_url": "KRING_MOLLIE_API_URL",
+    "public_url": "KRING_PUBLIC_URL",
 }
 
 _POSITIVE_INTS = (
@@ -124,6 +135,7 @@ def _finish(settings: Settings) -> Settings:
         secret = _development_secret(settings.data_dir)
     settings = _payout_account(settings)
     settings = _mail(settings)
+    _payments(settings)
     return msgspec.structs.replace(
         settings, jwt_secret=secret, data_dir=settings.data_dir.resolve()
     )
@@ -193,6 +205,18 @@ def _mail(settings: Settings) -> Settings:
     except ValueError as exc:
         raise SettingsError(f"KRING_MAIL_FROM is invalid: it {exc}") from None
     return msgspec.structs.replace(settings, mail_from=mail_from)
+
+
+def _payments(settings: Settings) -> None:
+    key = settings.mollie_api_key
+    if key is not None and re.fullmatch(r"(live|test)_\w+", key) is None:
+        raise SettingsError("KRING_MOLLIE_API_KEY is invalid: it starts with live_ or test_")
+    for name, url in (
+        ("KRING_MOLLIE_API_URL", settings.mollie_api_url),
+        ("KRING_PUBLIC_URL", settings.public_url),
+    ):
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise SettingsError(f"{name} is invalid: it must be an http(s):// URL")
 
 
 def _development_secret(data_dir: Path) -> str:

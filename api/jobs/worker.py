@@ -245,6 +245,9 @@ async def start_in_process(database_url: str, settings: Settings, clock: Clock) 
 async def main_worker(database_url: str, settings: Settings, clock: Clock) -> None:
     """The `kring worker` process: run until SIGINT or SIGTERM, then finish
     the running jobs and return."""
+    from api.payments.providers import configure_payments
+
+    configure_payments(settings)  # renewals pay through the configured provider
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
