@@ -8,18 +8,30 @@ Settings: `KRING_MOLLIE_API_KEY` (`test_…` or `live_…`) and
 `KRING_MOLLIE_API_URL` (Mollie's `https://api.mollie.com/v2` by default; the
 tests point it at a stub on loopback).
 
-Only one-off payments go through Mollie for now: first and recurring payments
-need a Mollie customer and mandate, which this adapter does not create yet.
+Recurring payments (VIP renewals): the member's first payment is made with
+`sequenceType: first` on a Mollie customer (created once per member, kept in
+`payment_customers`, with no personal data but Kring's member id); paying it
+gives the customer a mandate. Renewals are `sequenceType: recurring` on that
+customer, with no checkout: Mollie charges the customer's valid mandate and
+reports through the webhook. When Mollie refuses one (no valid mandate), the
+payment has failed (`provider_refused`, see payments.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import asyncpg
 from mollie.api.client import Client
-from mollie.api.error import Error, NotFoundError
+from mollie.api.error import (
+    BadRequestError,
+    Error,
+    NotFoundError,
+    UnprocessableEntityError,
+)
 
 from api.errors import DomainError
 from api.payments.providers import (
@@ -27,6 +39,7 @@ from api.payments.providers import (
     NewProviderPayment,
     ProviderPayment,
     payment_not_found,
+    provider_refused,
 )
 
 NAME = "mollie"
@@ -72,17 +85,18 @@ class MollieProvider:
         return MollieProvider(api_key, api_url)
 
     async def create(self, payment: NewProviderPayment) -> ProviderPayment:
-        if payment.sequence != "oneoff":
-            raise DomainError(
-                "recurring payments through Mollie are not supported yet",
-                code="payment_sequence_unsupported",
-            )
         data: dict[str, Any] = {
             "amount": {"currency": "EUR", "value": amount_value(payment.amount_cents)},
             "description": payment.description,
-            "redirectUrl": payment.redirect_url,
             "metadata": {"kring_payment_id": payment.payment_id},
+            "sequenceType": payment.sequence,
         }
+        if payment.sequence != "recurring":
+            data["redirectUrl"] = payment.redirect_url
+        if payment.sequence != "oneoff":
+            if payment.customer_id is None:
+                raise ValueError("first and recurring Mollie payments need a customer")
+            data["customerId"] = payment.customer_id
         if payment.webhook_url is not None:
             data["webhookUrl"] = payment.webhook_url
         try:
@@ -91,6 +105,8 @@ class MollieProvider:
                 data,
                 idempotency_key=f"kring-payment-{payment.payment_id}",
             )
+        except (BadRequestError, UnprocessableEntityError) as exc:
+            raise provider_refused(f"Mollie refused the payment: {exc}") from None
         except Error as exc:
             raise _provider_error(exc) from None
         return ProviderPayment(
@@ -110,3 +126,43 @@ class MollieProvider:
             # A 5xx to the webhook: Mollie calls it again later.
             raise _provider_error(exc) from None
         return our_status(str(found.status))
+
+    async def create_customer(self, member_id: int) -> str:
+        try:
+            customer = await asyncio.to_thread(
+                self._client.customers.create,
+                {"metadata": {"kring_member_id": member_id}},
+                idempotency_key=f"kring-member-{member_id}",
+            )
+        except Error as exc:
+            raise _provider_error(exc) from None
+        return str(customer.id)
+
+
+async def customer_for(
+    pool: asyncpg.Pool, provider: MollieProvider, member_id: int, now: datetime
+) -> str:
+    """The member's Mollie customer, created at Mollie the first time."""
+    found = await pool.fetchval(
+        "SELECT provider_customer_id FROM payment_customers"
+        " WHERE member_id = $1 AND provider = 'mollie'",
+        member_id,
+    )
+    if found is not None:
+        return str(found)
+    created = await provider.create_customer(member_id)
+    # Two at once: the idempotency key gives both the same customer.
+    await pool.execute(
+        "INSERT INTO payment_customers (member_id, provider, provider_customer_id, created_at)"
+        " VALUES ($1, 'mollie', $2, $3) ON CONFLICT DO NOTHING",
+        member_id,
+        created,
+        now,
+    )
+    return str(
+        await pool.fetchval(
+            "SELECT provider_customer_id FROM payment_customers"
+            " WHERE member_id = $1 AND provider = 'mollie'",
+            member_id,
+        )
+    )

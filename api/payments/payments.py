@@ -39,6 +39,7 @@ from api.errors import Conflict, DomainError
 from api.ledger.accounts import lock_member, programme_account
 from api.ledger.entries import ENTRY_CTES, ENTRY_RESULT, Postings, entry_params
 from api.ledger.idempotency import go_cte
+from api.payments.mollie import MollieProvider, customer_for
 from api.payments.providers import (
     FINAL_STATUSES,
     SEQUENCES,
@@ -199,29 +200,44 @@ async def start_payment(
                 "a different payment was already started for this reference",
                 code="payment_reference_reused",
             )
-        if payment.provider_payment_id is not None:
+        if payment.provider_payment_id is not None or payment.status != "open":
             return Checkout(payment.id, payment.checkout_url, payment.status)
         if payment.provider != provider.name:
             provider = provider_named(pool, payment.provider)
-        created = await provider.create(
-            NewProviderPayment(
-                payment_id=payment.id,
-                member_id=member_id,
-                amount_cents=amount_cents,
-                description=description,
-                redirect_url=redirect_url,
-                webhook_url=webhook_url(provider.name),
-                sequence=sequence,
+        refused: DomainError | None = None
+        customer_id = None
+        if sequence != "oneoff" and isinstance(provider, MollieProvider):
+            customer_id = await customer_for(pool, provider, member_id, now)
+        try:
+            created = await provider.create(
+                NewProviderPayment(
+                    payment_id=payment.id,
+                    member_id=member_id,
+                    amount_cents=amount_cents,
+                    description=description,
+                    redirect_url=redirect_url,
+                    webhook_url=webhook_url(provider.name),
+                    sequence=sequence,
+                    customer_id=customer_id,
+                )
             )
-        )
-        await conn.execute(
-            "UPDATE payments SET provider_payment_id = $2, checkout_url = $3, updated_at = $4"
-            " WHERE id = $1",
-            payment.id,
-            created.id,
-            created.checkout_url,
-            now,
-        )
+        except DomainError as exc:
+            if exc.code != "provider_refused" or sequence != "recurring":
+                raise
+            refused = exc  # the payment row stays; it fails below, in its own transaction
+        else:
+            await conn.execute(
+                "UPDATE payments SET provider_payment_id = $2, checkout_url = $3,"
+                " updated_at = $4 WHERE id = $1",
+                payment.id,
+                created.id,
+                created.checkout_url,
+                now,
+            )
+    if refused is not None:
+        # A renewal the provider will not even start (no valid mandate) has failed.
+        done = await _fail_unsent(pool, payment.id, member_id, now)
+        return Checkout(done.id, None, done.status)
     if created.status != "open":
         # Settled at once (an off-session payment): take the answer now, as a poll.
         done = await handle_notification(
@@ -229,6 +245,35 @@ async def start_payment(
         )
         return Checkout(done.id, done.checkout_url, done.status)
     return Checkout(payment.id, created.checkout_url, created.status)
+
+
+async def _fail_unsent(
+    pool: asyncpg.Pool, payment_id: int, member_id: int, now: datetime
+) -> PaymentRow:
+    """Fail a payment the provider refused to create, once, with its handler."""
+    async with pool.acquire() as conn, conn.transaction():
+        await lock_member(conn, member_id)
+        record = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE", payment_id
+        )
+        payment = _row(record)
+        if payment.status != "open" or payment.provider_payment_id is not None:
+            return payment
+        await conn.execute(
+            "INSERT INTO payment_events (payment_id, from_status, to_status, source, at)"
+            " VALUES ($1, 'open', 'failed', 'poll', $2)",
+            payment_id,
+            now,
+        )
+        record = await conn.fetchrow(
+            f"UPDATE payments SET status = 'failed', updated_at = $2 WHERE id = $1"
+            f" RETURNING {_COLUMNS}",
+            payment_id,
+            now,
+        )
+        payment = _row(record)
+        await _purpose(payment.purpose).on_failed(conn, payment, now)
+        return payment
 
 
 _POST = Query(f"WITH {go_cte(False)}, {ENTRY_CTES} SELECT {ENTRY_RESULT}")

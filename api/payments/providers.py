@@ -51,6 +51,9 @@ class NewProviderPayment:
     # Where the provider posts its notifications (a full URL), if it posts any.
     webhook_url: str | None
     sequence: str = "oneoff"
+    # The member's customer at the provider, for first and recurring payments
+    # at a provider that needs one (Mollie).
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,12 @@ class PaymentProvider(Protocol):
         """The payment's status in our terms; NotFound `payment_not_found`
         when the provider does not know the id."""
         ...
+
+
+def provider_refused(detail: str) -> DomainError:
+    """The provider refused to create the payment (e.g. no valid mandate for a
+    recurring payment): the payment cannot be made."""
+    return DomainError(detail, code="provider_refused", status=422)
 
 
 def payment_not_found() -> NotFound:

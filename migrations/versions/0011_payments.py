@@ -84,6 +84,16 @@ CREATE TABLE sandbox_payments (
     redirect_url    text NOT NULL,
     created_at      timestamptz NOT NULL
 );
+-- A member's customer at a provider that needs one for recurring payments
+-- (Mollie: the first payment creates a mandate on the customer; recurring
+-- payments name the customer and Mollie charges its valid mandate).
+CREATE TABLE payment_customers (
+    member_id               bigint NOT NULL REFERENCES members(id),
+    provider                text NOT NULL CHECK (provider IN ('mollie')),
+    provider_customer_id    text NOT NULL UNIQUE,
+    created_at              timestamptz NOT NULL,
+    PRIMARY KEY (member_id, provider)
+);
 CREATE TABLE sandbox_mandates (
     member_id           bigint PRIMARY KEY REFERENCES members(id),
     fail_next_recurring boolean NOT NULL DEFAULT false
@@ -92,6 +102,7 @@ CREATE TABLE sandbox_mandates (
 
 DOWNGRADE = """
 DROP TABLE sandbox_mandates;
+DROP TABLE payment_customers;
 DROP TABLE sandbox_payments;
 DROP TABLE payment_events;
 DROP TABLE payments;

@@ -22,6 +22,7 @@ from api.settings import load_settings
 
 API_KEY = "test_dHar4XY7LxsDOtmnkVtjNVWXLSlXsM"
 PURPOSE = "test_mollie"
+CHECKOUT = "https://www.mollie.com/checkout/select-method/"
 calls: list[tuple[str, int]] = []
 
 
@@ -44,6 +45,7 @@ class MollieStub:
 
     def __init__(self) -> None:
         self.payments: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         stub = self
 
@@ -77,8 +79,38 @@ class MollieStub:
                 if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                     self._answer(401, _error(401, "Unauthorized Request", "Missing API key"))
                     return
+                if self.path == "/v2/customers":
+                    customer_id = "cst_" + secrets.token_hex(5)
+                    stub.customers[customer_id] = {
+                        "resource": "customer",
+                        "id": customer_id,
+                        "mode": "test",
+                        "name": None,
+                        "email": None,
+                        "metadata": body.get("metadata"),
+                        "createdAt": "2026-03-02T09:00:00+00:00",
+                        "_links": {},
+                        "mandates": [],
+                    }
+                    self._answer(201, stub.customers[customer_id])
+                    return
                 if self.path != "/v2/payments":
                     self._answer(404, _error(404, "Not Found", "No such endpoint"))
+                    return
+                sequence = body.get("sequenceType", "oneoff")
+                customer = stub.customers.get(body.get("customerId", ""))
+                if sequence != "oneoff" and customer is None:
+                    self._answer(422, _error(422, "Unprocessable Entity", "No customer"))
+                    return
+                if sequence == "recurring" and not customer["mandates"]:
+                    self._answer(
+                        422,
+                        _error(
+                            422,
+                            "Unprocessable Entity",
+                            "The customer does not have a suitable mandate",
+                        ),
+                    )
                     return
                 payment_id = "tr_" + secrets.token_hex(5)
                 stub.payments[payment_id] = {
@@ -90,22 +122,26 @@ class MollieStub:
                     "description": body["description"],
                     "method": None,
                     "metadata": body.get("metadata"),
-                    "status": "open",
+                    "status": "pending" if sequence == "recurring" else "open",
                     "isCancelable": False,
                     "expiresAt": "2026-03-02T09:15:00+00:00",
                     "profileId": "pfl_QkEhN94Ba",
-                    "sequenceType": "oneoff",
-                    "redirectUrl": body["redirectUrl"],
+                    "sequenceType": sequence,
+                    "customerId": body.get("customerId"),
+                    "redirectUrl": body.get("redirectUrl"),
                     "webhookUrl": body.get("webhookUrl"),
                     "_links": {
                         "self": {
                             "href": f"https://api.mollie.com/v2/payments/{payment_id}",
                             "type": "application/hal+json",
                         },
-                        "checkout": {
-                            "href": f"https://www.mollie.com/checkout/select-method/{payment_id[3:]}",
-                            "type": "text/html",
-                        },
+                        **(
+                            {}
+                            if sequence == "recurring"
+                            else {
+                                "checkout": {"href": CHECKOUT + payment_id[3:], "type": "text/html"}
+                            }
+                        ),
                         "documentation": {
                             "href": "https://docs.mollie.com/reference/create-payment",
                             "type": "text/html",
@@ -137,6 +173,9 @@ class MollieStub:
         if status == "paid":
             self.payments[payment_id]["paidAt"] = "2026-03-02T09:05:00+00:00"
             self.payments[payment_id]["method"] = "ideal"
+            customer = self.customers.get(self.payments[payment_id].get("customerId") or "")
+            if customer is not None and self.payments[payment_id]["sequenceType"] == "first":
+                customer["mandates"].append("mdt_" + secrets.token_hex(5))
 
 
 def _error(status: int, title: str, detail: str) -> dict[str, Any]:
@@ -183,9 +222,12 @@ def settings(tmp_path_factory, stub):
 def new_payment(app, make_member, pool, clock):
     references = iter(range(1, 1000))
 
-    async def make(amount_cents: int = 995) -> Any:
-        card = await make_member()
-        member = await pool.fetchval("SELECT id FROM members WHERE card_number = $1", card)
+    async def make(
+        amount_cents: int = 995, sequence: str = "oneoff", member: int | None = None
+    ) -> Any:
+        if member is None:
+            card = await make_member()
+            member = await pool.fetchval("SELECT id FROM members WHERE card_number = $1", card)
         return await start_payment(
             pool,
             purpose=PURPOSE,
@@ -195,6 +237,7 @@ def new_payment(app, make_member, pool, clock):
             description="Kring VIP monthly",
             redirect_url="https://kring.example/vip/return",
             now=clock.now(),
+            sequence=sequence,
         )
 
     return make
@@ -337,3 +380,60 @@ async def test_mollie_refusals_are_provider_errors(stub):
         )
     assert refused.value.code == "provider_error" and refused.value.status == 502
     assert stub.requests[-1]["authorization"] == "Bearer test_wrongwrongwrongwrongwrongwrong"
+
+
+async def test_recurring_through_a_customer_and_its_mandate(new_payment, pool, stub, http):
+    before = await _clearing(pool)
+    first = await new_payment(amount_cents=995, sequence="first")
+    member = await pool.fetchval("SELECT member_id FROM payments WHERE id = $1", first.payment_id)
+    customer = await pool.fetchval(
+        "SELECT provider_customer_id FROM payment_customers WHERE member_id = $1", member
+    )
+    assert customer in stub.customers
+    assert stub.customers[customer]["metadata"] == {"kring_member_id": member}
+    created = [r for r in stub.requests if r["path"] == "/v2/payments"][-1]["body"]
+    assert created["sequenceType"] == "first" and created["customerId"] == customer
+    assert first.checkout_url is not None
+
+    # A renewal before the first payment is paid: Mollie refuses, so it failed.
+    early = await new_payment(sequence="recurring", member=member)
+    assert early.status == "failed" and early.checkout_url is None
+    assert [c for c in calls if c[1] == early.payment_id] == [("failed", early.payment_id)]
+    # Asked again, the same renewal stays failed and nothing is sent again.
+    sent = len(stub.requests)
+    assert (
+        await start_payment(
+            pool,
+            purpose=PURPOSE,
+            reference=(
+                await pool.fetchval(
+                    "SELECT reference FROM payments WHERE id = $1", early.payment_id
+                )
+            ),
+            member_id=member,
+            amount_cents=995,
+            description="Kring VIP monthly",
+            redirect_url="https://kring.example/vip/return",
+            now=(await get_payment(pool, early.payment_id)).created_at,
+            sequence="recurring",
+        )
+    ) == early
+    assert len(stub.requests) == sent
+
+    tr_first = await _mollie_id(pool, first.payment_id)
+    stub.set_status(tr_first, "paid")  # the mandate is made
+    assert (await http.post("/payments/webhooks/mollie", data={"id": tr_first})).status_code == 200
+    renewal = await new_payment(sequence="recurring", member=member)
+    assert renewal.status == "open" and renewal.checkout_url is None
+    created = [r for r in stub.requests if r["path"] == "/v2/payments"][-1]["body"]
+    assert created["sequenceType"] == "recurring" and created["customerId"] == customer
+    assert "redirectUrl" not in created
+    # One customer per member.
+    assert (
+        len([c for c in stub.customers.values() if c["metadata"]["kring_member_id"] == member]) == 1
+    )
+    tr = await _mollie_id(pool, renewal.payment_id)
+    stub.set_status(tr, "paid")
+    assert (await http.post("/payments/webhooks/mollie", data={"id": tr})).status_code == 200
+    assert (await get_payment(pool, renewal.payment_id)).status == "paid"
+    assert await _clearing(pool) - before == 2 * 995

@@ -5,10 +5,12 @@ ids are refused, and the sandbox checkout page works over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from api.errors import Conflict, DomainError, NotFound
@@ -446,3 +448,40 @@ async def test_payments_settle_and_the_ledger_is_sound(pool, clock):
         " AND NOT EXISTS (SELECT FROM settled_entries s WHERE s.entry_id = e.id)"
     )
     assert unsettled == 0
+
+
+async def test_migration_0011_goes_down_and_up(pg_server):
+    """0011 down restores the kind CHECKs as 0010 left them; up again works."""
+    from alembic import command
+
+    from api.db import migrate
+    from api.db.embedded import ensure_database
+
+    name = "kring_payments_migration"
+    await ensure_database(pg_server.admin_url, name)
+    url = pg_server.url_for(name)
+    config = migrate.alembic_config(url)
+
+    async def constraints() -> dict[str, str]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(
+                "SELECT conname, pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conname"
+                " IN ('accounts_kind_check', 'accounts_unit_of_kind', 'journal_entries_kind_check')"
+            )
+            return {r["conname"]: r["d"] for r in rows}
+        finally:
+            await conn.close()
+
+    await asyncio.to_thread(command.upgrade, config, "0010")
+    before = await constraints()
+    await asyncio.to_thread(command.upgrade, config, "0011")
+    after = await constraints()
+    for kind in ("programme_psp_clearing", "programme_revenue_vip"):
+        assert kind in after["accounts_kind_check"] and kind in after["accounts_unit_of_kind"]
+    assert "'payment'" in after["journal_entries_kind_check"]
+    assert "'partner_money'" in after["accounts_unit_of_kind"]
+    await asyncio.to_thread(command.downgrade, config, "0010")
+    assert await constraints() == before
+    await asyncio.to_thread(command.upgrade, config, "0011")
+    assert await constraints() == after
