@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from api.admin_api.challenges import ChallengeAdminController
+from api.admin_api.charities import CharityAdminController, MatchingCampaignAdminController
 from api.admin_api.lotteries import LotteryAdminController
 from api.admin_api.referrals import ReferralAdminController
 from api.admin_api.tiers import TierAdminController
@@ -23,6 +24,7 @@ from api.clock import Clock
 from api.db.pool import create_pool
 from api.lottery_pages.controllers import lottery_public_handlers, lottery_wallet_router
 from api.member_api.challenges import MemberChallengeController
+from api.member_api.charity import MemberCharityController
 from api.member_api.controllers import MemberApiController
 from api.member_api.inbox import MemberInboxController
 from api.member_api.lotteries import MemberLotteryController
@@ -41,6 +43,7 @@ from api.payments.providers import configure_payments
 from api.portal.controllers import portal_router
 from api.settings import Settings
 from api.wallet.challenges import challenge_wallet_router
+from api.wallet.charity import charity_public_handlers, charity_wallet_router
 from api.wallet.controllers import pwa_handlers, wallet_router
 from api.wallet.inbox import inbox_wallet_router
 from api.wallet.referrals import referral_public_handlers, referral_wallet_router
@@ -111,6 +114,9 @@ def create_app(
             MemberInboxController,
             MemberChallengeController,
             MemberReferralController,
+            MemberCharityController,
+            charity_wallet_router,
+            *charity_public_handlers,
             lottery_wallet_router,
             *lottery_public_handlers,
             *member_auth_handlers(settings.mode),
@@ -119,6 +125,8 @@ def create_app(
             TierAdminController,
             ChallengeAdminController,
             ReferralAdminController,
+            CharityAdminController,
+            MatchingCampaignAdminController,
             *PAYMENT_HANDLERS,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False

@@ -289,3 +289,22 @@ async def year_statement(db: Any, member_id: int, year: int) -> YearStatement:
     totals = [CharityTotal(*t) for t in json.loads(row["totals"])]
     name = row["display_name"] or row["email"] or f"card {row['card_number']}"
     return YearStatement(year, name, row["card_number"], donations, totals)
+
+
+async def available_points(db: Any, member_id: int) -> int:
+    """What the member can give now (read without a lock: for display)."""
+    found = await db.fetchval(
+        "SELECT balance FROM accounts WHERE member_id = $1 AND kind = 'member_available'",
+        member_id,
+    )
+    return int(found or 0)
+
+
+async def donation_years(db: Any, member_id: int) -> list[int]:
+    """Calendar years (UTC) in which the member donated, newest first."""
+    rows = await db.fetch(
+        "SELECT DISTINCT extract(year FROM created_at AT TIME ZONE 'UTC')::int AS year"
+        " FROM donations WHERE member_id = $1 ORDER BY year DESC",
+        member_id,
+    )
+    return [int(r["year"]) for r in rows]

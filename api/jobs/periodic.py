@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 import asyncpg
 
+from api.charity.monthly import donate_due
 from api.engagement.challenge_progress import offer_winback, process_dirty
 from api.engagement.lotteries import advance_and_draw
 from api.engagement.reminders import OncePerDay, announce_expiring_points
@@ -136,6 +137,14 @@ async def offer_winback_challenges(pool: asyncpg.Pool, now: datetime) -> None:
         log.info("win-back: %d offers made", offered)
 
 
+async def donate_monthly(pool: asyncpg.Pool, now: datetime) -> None:
+    """Monthly donations due today are made, each order and month once; a
+    month the member lacks the points is skipped silently (api/charity/monthly.py)."""
+    run = await donate_due(pool, now)
+    if run.donated or run.skipped:
+        log.info("monthly donations: %d made, %d skipped", run.donated, run.skipped)
+
+
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a
 # rename needs the old name kept until queued jobs under it have drained.
 PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
@@ -148,6 +157,7 @@ PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
         "review_member_tiers": review_member_tiers,
         "draw_lotteries": draw_lotteries,
         "announce_expiring_points": announce_expiring_points_job,
+        "donate_monthly": donate_monthly,
     }
 )
 

@@ -87,7 +87,9 @@ CREATE INDEX donations_member ON donations (member_id, created_at DESC);
 CREATE INDEX donations_charity ON donations (charity_id);
 
 -- A standing monthly donation. The job donates on `next_run_on`; its
--- idempotency key names the month, so a month is donated at most once.
+-- idempotency key names the month, so a month is donated at most once. A
+-- month the member lacks the points is skipped (no message): `last_outcome`
+-- says what the last run did ('donated', 'skipped_insufficient_points').
 CREATE TABLE monthly_donations (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     member_id    bigint NOT NULL REFERENCES members(id),
@@ -95,6 +97,8 @@ CREATE TABLE monthly_donations (
     points       bigint NOT NULL CHECK (points > 0),
     active       boolean NOT NULL DEFAULT true,
     next_run_on  date NOT NULL,
+    last_run_on  date,
+    last_outcome text CHECK (last_outcome IN ('donated', 'skipped_insufficient_points')),
     created_at   timestamptz NOT NULL,
     updated_at   timestamptz NOT NULL
 );

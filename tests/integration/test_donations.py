@@ -5,6 +5,7 @@ settlement staying exact (`ledger check`)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -162,3 +163,47 @@ async def test_settlement_after_donations_keeps_the_ledger_check_clean(
     from api.settlement.position import liability_now, programme_position
 
     assert (await programme_position(pool)).liability == await liability_now(pool)
+
+
+async def test_monthly_donation_runs_once_a_month_and_skips_a_short_month(
+    funded, new_charity, pool, clock
+):
+    from api.charity import monthly
+
+    card, member = await funded(450)
+    charity = await new_charity("Monthly Cause")
+    start = clock.now()
+    order = await transaction(
+        pool, lambda conn: monthly.set_monthly(conn, member, charity, 200, start)
+    )
+    assert order.next_run_on == start.date()
+    # Setting it again changes the points of the same order.
+    again = await transaction(
+        pool, lambda conn: monthly.set_monthly(conn, member, charity, 200, start)
+    )
+    assert again.id == order.id
+    await asyncio.gather(monthly.donate_due(pool, start), monthly.donate_due(pool, start))
+    await monthly.donate_due(pool, start + timedelta(days=3))
+    rows = await pool.fetch("SELECT points FROM donations WHERE monthly_id = $1", order.id)
+    assert [r["points"] for r in rows] == [200]
+    next_month = start + timedelta(days=31)
+    await monthly.donate_due(pool, next_month)
+    assert (await balances(pool, card))["available"] == 50
+    # The third month the member has 50 points: skipped, silently, nothing moves.
+    third = next_month + timedelta(days=31)
+    run = await monthly.donate_due(pool, third)
+    assert (run.donated, run.skipped) == (0, 1)
+    [state] = await monthly.member_monthly(pool, member)
+    assert state.last_outcome == "skipped_insufficient_points"
+    assert state.next_run_on > third.date()
+    assert (
+        await pool.fetchval("SELECT count(*) FROM donations WHERE monthly_id = $1", order.id) == 2
+    )
+    cancelled = await transaction(
+        pool, lambda conn: monthly.cancel_monthly(conn, member, order.id, third)
+    )
+    assert not cancelled.active
+    assert await monthly.member_monthly(pool, member) == []
+    with pytest.raises(DomainError) as caught:
+        await transaction(pool, lambda conn: monthly.set_monthly(conn, member, charity, 50, third))
+    assert caught.value.code == "donation_below_minimum"
