@@ -485,3 +485,20 @@ async def test_migration_0011_goes_down_and_up(pg_server):
     assert await constraints() == before
     await asyncio.to_thread(command.upgrade, config, "0011")
     assert await constraints() == after
+
+
+async def test_concurrent_notifications_apply_once(new_payment, pool, clock):
+    before = await _money(pool)
+    _, checkout = await new_payment(amount_cents=300)
+    provider_id = await _provider_id(pool, checkout.payment_id)
+    await _set_sandbox(pool, provider_id, "paid")
+    done = await asyncio.gather(
+        *(handle_notification(pool, "sandbox", provider_id, clock.now()) for _ in range(12))
+    )
+    assert {d.status for d in done} == {"paid"} and len({d.entry_id for d in done}) == 1
+    assert [c[0] for c in calls if c[1] == checkout.payment_id] == ["paid"]
+    after = await _money(pool)
+    assert after["programme_psp_clearing"] - before["programme_psp_clearing"] == 300
+    events = await _events(pool, checkout.payment_id)
+    assert len(events) == 12 and [e[1] for e in events].count("paid") == 12
+    assert [e for e in events if e[0] == "open"] == [("open", "paid", "webhook")]
