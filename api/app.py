@@ -19,6 +19,7 @@ from api.admin_api.charities import CharityAdminController, MatchingCampaignAdmi
 from api.admin_api.lotteries import LotteryAdminController
 from api.admin_api.referrals import ReferralAdminController
 from api.admin_api.tiers import TierAdminController
+from api.admin_api.vip import VipAdminController
 from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
 from api.clock import Clock
 from api.db.pool import create_pool
@@ -29,6 +30,7 @@ from api.member_api.controllers import MemberApiController
 from api.member_api.inbox import MemberInboxController
 from api.member_api.lotteries import MemberLotteryController
 from api.member_api.referrals import MemberReferralController
+from api.member_api.vip import MemberVipController
 from api.member_auth.controllers import member_auth_handlers
 from api.member_auth.guards import WALLET_EXCEPTION_HANDLERS
 from api.partner_api.controllers import (
@@ -47,6 +49,7 @@ from api.wallet.charity import charity_public_handlers, charity_wallet_router
 from api.wallet.controllers import pwa_handlers, wallet_router
 from api.wallet.inbox import inbox_wallet_router
 from api.wallet.referrals import referral_public_handlers, referral_wallet_router
+from api.wallet.vip import vip_wallet_router
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.state import Runtime, runtime
 
@@ -114,6 +117,8 @@ def create_app(
             MemberInboxController,
             MemberChallengeController,
             MemberReferralController,
+            MemberVipController,
+            vip_wallet_router,
             MemberCharityController,
             charity_wallet_router,
             *charity_public_handlers,
@@ -125,6 +130,7 @@ def create_app(
             TierAdminController,
             ChallengeAdminController,
             ReferralAdminController,
+            VipAdminController,
             CharityAdminController,
             MatchingCampaignAdminController,
             *PAYMENT_HANDLERS,

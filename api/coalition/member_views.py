@@ -138,15 +138,26 @@ class HistoryItem:
     bonus_points: int  # earn: tier bonus on top of `points`; refund: bonus reversed
     multiplier_permille: int | None  # earn: the tier multiplier applied (1000 = x1)
     tier_name: str | None  # earn: the tier that multiplied it
+    vip_multiplier_permille: int | None  # earn: a VIP membership's part (api/vip/)
+
+    @property
+    def _multiplied_by(self) -> str:
+        """Who multiplied: the tier, the tier + VIP, or VIP when the tier adds nothing."""
+        tier = self.tier_name or ""
+        if self.vip_multiplier_permille is None or self.multiplier_permille is None:
+            return tier
+        tier_permille = self.multiplier_permille - (self.vip_multiplier_permille - 1000)
+        return f"{tier} + VIP" if tier and tier_permille > 1000 else "VIP"
 
     @property
     def bonus_label(self) -> str | None:
-        """ "x1.25 Silver: +25 bonus points" for a multiplied earn."""
+        """ "x1.25 Silver: +25 bonus points" for a multiplied earn, "x1.75 Silver +
+        VIP: +75 bonus points" with a VIP membership (the multiplier is the combined one)."""
         if self.kind != "earn" or not self.bonus_points or self.multiplier_permille is None:
             return None
         unit = "point" if self.bonus_points == 1 else "points"
         return (
-            f"{multiplier_label(self.multiplier_permille)} {self.tier_name or ''}:"
+            f"{multiplier_label(self.multiplier_permille)} {self._multiplied_by}:"
             f" +{self.bonus_points} bonus {unit}"
         ).replace(" :", ":")
 
@@ -163,6 +174,7 @@ _ITEM_COLUMNS = """
     t.debt_repaid_points, t.original_id, t.occurred_at, t.created_at, t.available_at,
     t.bonus_points, t.multiplier_permille,
     (SELECT tr.name FROM tiers tr WHERE tr.code = t.tier_code) AS tier_name,
+    t.vip_multiplier_permille,
     (SELECT count(*) FROM transactions r WHERE r.original_id = t.id) AS refunds
 """
 

@@ -4,14 +4,16 @@
 - tier: members whose stored tier is the challenge's (no stored tier: the lowest);
 - lapsed: members who bought before and not in the `lapsed_days` before the
   moment judged (win-back); someone who never bought is new, not lapsed;
-- vip: paid VIP members. VIP membership arrives with issue 6; until then the
-  condition holds for nobody.
+- vip: members with VIP benefits at that instant: a paid period covers it, or
+  their subscription is in grace (api/vip/window.py).
 
 Automatic enrolment judges at the challenge's start, joining at the moment
 of joining, a personal (win-back) offer at the moment it is made.
 """
 
 from __future__ import annotations
+
+from api.vip.window import vip_multiplier_at
 
 
 def in_audience(at: str) -> str:
@@ -31,4 +33,5 @@ def in_audience(at: str) -> str:
                             WHERE recent.member_id = m.id AND recent.kind = 'earn'
                               AND recent.created_at >= {at} - make_interval(days => c.lapsed_days)
                               AND recent.created_at < {at}))
+        OR (c.audience = 'vip' AND {vip_multiplier_at("m.id", at)} IS NOT NULL)
     ))"""

@@ -25,6 +25,7 @@ import asyncpg
 
 from api.clock import add_months
 from api.errors import DomainError, NotFound
+from api.vip.window import combined_multiplier_permille, vip_multiplier_at
 
 QUALIFYING_WINDOW_MONTHS = 12
 REVIEW_TIME_ZONE = ZoneInfo("Europe/Amsterdam")
@@ -52,11 +53,19 @@ class MemberTier:
     multiplier_permille: int
     threshold_points: int
     next_threshold_points: int | None  # None: the top tier, nothing to upgrade to
+    # The member's VIP multiplier at the earn's moment (api/vip/benefits.py), None: not VIP.
+    vip_multiplier_permille: int | None = None
+
+    @property
+    def earn_multiplier_permille(self) -> int:
+        """Tier and VIP combined: their extras add (x1.25 Silver + x1.5 VIP = x1.75)."""
+        return combined_multiplier_permille(self.multiplier_permille, self.vip_multiplier_permille)
 
 
-# Joins the member `m`'s tier (`tier`), the next tier's threshold and the
-# programme promo shard (`promo`, for `shard_param`) to a read of the member.
-def member_tier_joins(shard_param: str) -> str:
+# Joins the member `m`'s tier (`tier`), the next tier's threshold, the
+# programme promo shard (`promo`, for `shard_param`) and the member's VIP
+# multiplier at the instant `at_param` (`vip`) to a read of the member.
+def member_tier_joins(shard_param: str, at_param: str) -> str:
     return f"""
 LEFT JOIN member_tiers mt ON mt.member_id = m.id
 LEFT JOIN LATERAL (
@@ -69,6 +78,9 @@ LEFT JOIN LATERAL (
 ) next_tier ON true
 LEFT JOIN accounts promo ON promo.kind = 'programme_promo' AND promo.member_id IS NULL
                         AND promo.partner_id IS NULL AND promo.shard = {shard_param}
+LEFT JOIN LATERAL (
+    SELECT {vip_multiplier_at("m.id", at_param)} AS multiplier_permille
+) vip ON true
 """
 
 
@@ -76,7 +88,7 @@ MEMBER_TIER_COLUMNS = """
     tier.code AS tier_code, tier.name AS tier_name,
     tier.multiplier_permille AS tier_multiplier_permille,
     tier.threshold_points AS tier_threshold_points, next_tier.next_threshold,
-    promo.id AS promo_account_id
+    promo.id AS promo_account_id, vip.multiplier_permille AS vip_multiplier_permille
 """
 
 
@@ -89,6 +101,7 @@ def member_tier_from(row: asyncpg.Record) -> MemberTier:
         multiplier_permille=row["tier_multiplier_permille"],
         threshold_points=row["tier_threshold_points"],
         next_threshold_points=row["next_threshold"],
+        vip_multiplier_permille=row["vip_multiplier_permille"],
     )
 
 

@@ -26,6 +26,8 @@ from api.engagement.tiers import review_tiers
 from api.ledger.burn import expire_holds
 from api.ledger.lots import BatchResult, expire_due, release_due
 from api.settlement.run import settle_due
+from api.vip import benefits as vip_benefits
+from api.vip import subscriptions as vip_subscriptions
 from api.webhooks.delivery import run_webhooks
 from api.webhooks.retention import prune_webhook_log as _prune_webhook_log
 
@@ -145,6 +147,23 @@ async def donate_monthly(pool: asyncpg.Pool, now: datetime) -> None:
         log.info("monthly donations: %d made, %d skipped", run.donated, run.skipped)
 
 
+async def renew_vip_subscriptions(pool: asyncpg.Pool, now: datetime) -> None:
+    """VIP periods that ended: cancelled ones end, unpaid ones go into grace,
+    grace past its end lapses; then renewals due within a day are charged and
+    failed ones retried daily during grace (api/vip/subscriptions.py)."""
+    ended = await vip_subscriptions.expire_due(pool, now)
+    started = await vip_subscriptions.renew_due(pool, now)
+    if ended or started:
+        log.info("VIP: %d subscriptions moved at period end, %d renewals charged", ended, started)
+
+
+async def grant_vip_monthly_bonus(pool: asyncpg.Pool, now: datetime) -> None:
+    """Each VIP member's monthly bonus points, once per Amsterdam month."""
+    done = await vip_benefits.grant_monthly_bonus(pool, now)
+    if done.members:
+        log.info("VIP monthly bonus: %d points to %d members", done.points, done.members)
+
+
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a
 # rename needs the old name kept until queued jobs under it have drained.
 PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
@@ -157,6 +176,8 @@ PERIODIC_JOBS: MappingProxyType[str, PeriodicJob] = MappingProxyType(
         "review_member_tiers": review_member_tiers,
         "draw_lotteries": draw_lotteries,
         "announce_expiring_points": announce_expiring_points_job,
+        "renew_vip_subscriptions": renew_vip_subscriptions,
+        "grant_vip_monthly_bonus": grant_vip_monthly_bonus,
         "donate_monthly": donate_monthly,
     }
 )

@@ -4,7 +4,8 @@ The member's new points first repay any debt left by earlier refunds; the
 rest go into a pending lot that becomes available after the partner's return
 window and expires 36 months after that.
 
-The member's tier multiplies an earn (api/engagement/tiers.py): the bonus,
+The member's tier multiplies an earn (api/engagement/tiers.py), and so does
+a VIP membership (api/vip/benefits.py; their extras add): the bonus,
 base x (multiplier - 1000) // 1000, comes from the programme's promo budget
 into a lot of its own at price 0 (the partner pays for the base points only;
 the programme's cost shows when bonus points are redeemed, as negative
@@ -67,7 +68,12 @@ class EarnPlan:
 
     @property
     def multiplier_permille(self) -> int | None:
-        return None if self.tier is None else self.tier.multiplier_permille
+        # Tier and VIP combined (the VIP part is stored beside it).
+        return None if self.tier is None else self.tier.earn_multiplier_permille
+
+    @property
+    def vip_multiplier_permille(self) -> int | None:
+        return None if self.tier is None else self.tier.vip_multiplier_permille
 
     @property
     def row(self) -> TransactionRow:
@@ -113,9 +119,9 @@ def plan_earn(
     points = earn_points(amount_cents, terms.earn_rate_millipoints_per_euro)
     debt_repaid = min(points, -member.debt)
     lot_points = points - debt_repaid
-    bonus = 0 if tier is None else bonus_points(points, tier.multiplier_permille)
+    bonus = 0 if tier is None else bonus_points(points, tier.earn_multiplier_permille)
     if bonus and promo_account_id is None:
-        raise LookupError("a tier bonus needs the programme promo account")
+        raise LookupError("a tier or VIP bonus needs the programme promo account")
     available_at = occurred_at + timedelta(days=terms.return_window_days)
     postings = (
         Postings(first=frozenset(member.account_ids))
@@ -155,12 +161,13 @@ txn AS (
     INSERT INTO transactions
         (id, partner_id, member_id, kind, status, amount_cents, currency, points,
          debt_repaid_points, price_micros, receipt_ref, store_id, occurred_at, created_at,
-         available_at, bonus_points, multiplier_permille, tier_code)
+         available_at, bonus_points, multiplier_permille, tier_code, vip_multiplier_permille)
     SELECT :txn_id::uuid, :partner_id::bigint, :member_id::bigint, 'earn', :status::text,
            :amount_cents::bigint, :currency::text, :points::bigint, :debt_repaid::bigint,
            :price_micros::integer, :receipt_ref::text, :store_id::text,
            :occurred_at::timestamptz, :booked_at::timestamptz, :available_at::timestamptz,
-           :bonus_points::bigint, :multiplier_permille::integer, :tier_code::text
+           :bonus_points::bigint, :multiplier_permille::integer, :tier_code::text,
+           :vip_multiplier_permille::integer
     FROM go
     RETURNING id
 ),
@@ -236,6 +243,7 @@ async def apply_earn(conn: asyncpg.Connection, plan: EarnPlan, claim: Claim | No
                 "status": plan.status,
                 "bonus_points": plan.bonus_points,
                 "multiplier_permille": plan.multiplier_permille,
+                "vip_multiplier_permille": plan.vip_multiplier_permille,
                 **entry_params(
                     plan.postings,
                     kind="earn",

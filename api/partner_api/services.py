@@ -68,7 +68,8 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _card_context_sql(*, lock: bool, tier: bool = False) -> str:
-    # An earn also reads the member's tier and a promo-budget shard (its bonus).
+    # An earn also reads the member's tier, a promo-budget shard (its bonus) and
+    # the member's VIP multiplier at the earn's moment ($5).
     return f"""
 SELECT {TERMS_COLUMNS},
        k.request_sha256, k.response_status, k.response_body,
@@ -78,7 +79,7 @@ FROM partners p
 LEFT JOIN idempotency_keys k ON k.partner_id = p.id AND k.key = $2
 LEFT JOIN members m ON m.card_number = $3
 {member_accounts_lateral(lock=lock)}
-{member_tier_joins("$4") if tier else ""}
+{member_tier_joins("$4", "$5::timestamptz") if tier else ""}
 WHERE p.id = $1
 """
 
@@ -197,11 +198,13 @@ def _occurred_at(value: datetime | None, now: datetime) -> datetime:
 
 
 async def _card_context_row(
-    conn: asyncpg.Connection, request: Request, card_number: str, sql: str
+    conn: asyncpg.Connection, request: Request, card_number: str, sql: str, *extra: object
 ) -> asyncpg.Record:
     # The card number (valid, so all digits) picks the partner-account shard.
     shard = shard_for(int(card_number[:-1]))
-    row = await conn.fetchrow(sql, request.partner.partner_id, request.key, card_number, shard)
+    row = await conn.fetchrow(
+        sql, request.partner.partner_id, request.key, card_number, shard, *extra
+    )
     if row is None:
         raise NotFound("partner not found", code="partner_not_found")
     return row
@@ -224,9 +227,9 @@ class _EarnContext:
 
 
 async def _earn_context(
-    conn: asyncpg.Connection, request: Request, card_number: str, *, lock: bool
+    conn: asyncpg.Connection, request: Request, card_number: str, *, lock: bool, now: datetime
 ) -> _EarnContext:
-    row = await _card_context_row(conn, request, card_number, _EARN_CONTEXT[lock])
+    row = await _card_context_row(conn, request, card_number, _EARN_CONTEXT[lock], now)
     member = member_accounts_from(row)
     return _EarnContext(
         terms_from(row),
@@ -279,13 +282,15 @@ async def earn_points(
     # member lock and no explicit transaction. One read, then one statement
     # that writes everything and commits by itself, all or nothing.
     async with pool.acquire() as conn:
-        context = await _earn_context(conn, request, body.card_number, lock=False)
+        # One moment for the VIP read and the booking: VIP covers it or not.
+        now = clock.now()
+        context = await _earn_context(conn, request, body.card_number, lock=False, now=now)
         if context.stored is not None:
             return replay(context.stored, request.request_sha256)
         member = _earning_member(context.terms, body, context.member)
         if member.debt == 0:
             try:
-                return await _plan_and_apply_earn(conn, clock, request, body, context, member)
+                return await _plan_and_apply_earn(conn, now, request, body, context, member)
             except _LostRace:
                 return await _replay_stored(pool, request)
             except RETRYABLE_ERRORS:
@@ -295,11 +300,12 @@ async def earn_points(
     async def locked(conn: asyncpg.Connection) -> Answer:
         # The earn repays debt, so the debt must be read under the member lock
         # (or the unlocked attempt met a deadlock: the lock order prevents that here).
-        context = await _earn_context(conn, request, body.card_number, lock=True)
+        now = clock.now()
+        context = await _earn_context(conn, request, body.card_number, lock=True, now=now)
         if context.stored is not None:
             return replay(context.stored, request.request_sha256)
         member = _earning_member(context.terms, body, context.member)
-        return await _plan_and_apply_earn(conn, clock, request, body, context, member)
+        return await _plan_and_apply_earn(conn, now, request, body, context, member)
 
     return await _run(pool, request, locked)
 
@@ -314,13 +320,12 @@ def _earning_member(
 
 async def _plan_and_apply_earn(
     conn: asyncpg.Connection,
-    clock: Clock,
+    now: datetime,
     request: Request,
     body: schemas.EarnRequest,
     context: _EarnContext,
     member: MemberAccounts,
 ) -> Answer:
-    now = clock.now()
     plan = earn.plan_earn(
         context.terms,
         member,

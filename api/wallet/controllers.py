@@ -24,6 +24,7 @@ from api.member_auth.guards import (
     require_wallet_csrf,
     wallet_session,
 )
+from api.vip import views as vip_views
 from api.wallet import pwa
 from api.wallet.card import card_holder, card_number_groups, code128_svg, qr_svg
 from api.wallet.pages import page, render
@@ -72,6 +73,7 @@ async def home(request: Request[Any, Any, Any], who: Who) -> Response[str]:
             "recent": recent.items,
             "survey": survey,
             "expiring_window_days": views.EXPIRING_WINDOW_DAYS,
+            "is_vip": await vip_views.is_vip(rt.db, who.principal.member_id, rt.clock.now()),
         },
     )
 

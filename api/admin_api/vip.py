@@ -1,0 +1,215 @@
+"""Admin API: VIP plans (list, create, change for new periods, deactivate;
+owner and marketing write, finance reads; audited) and VIP subscriptions
+(list; owner, support and finance read)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.di import Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from api.admin_auth import audit
+from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
+from api.admin_auth.principal import Role
+from api.db.pool import transaction
+from api.vip import listing, plans
+from api.web.bodies import strict_body
+from api.web.state import runtime
+
+WRITERS: tuple[Role, ...] = ("owner", "marketing")
+READERS: tuple[Role, ...] = ("owner", "marketing", "finance")
+
+
+class PlanOut(msgspec.Struct, kw_only=True):
+    code: str
+    name: str
+    period: Annotated[str, msgspec.Meta(description="month | year")]
+    price_cents: int
+    multiplier_permille: Annotated[int, msgspec.Meta(description="1000 = x1; added to the tier's")]
+    monthly_bonus_points: int
+    free_lottery_tickets: int
+    active: bool
+    position: int
+
+
+class PlanIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    code: Annotated[str, msgspec.Meta(max_length=40, examples=["vip_quarterly"])]
+    name: Annotated[str, msgspec.Meta(max_length=60)]
+    period: Annotated[str, msgspec.Meta(description="month | year")]
+    price_cents: int
+    multiplier_permille: int
+    monthly_bonus_points: int = 0
+    free_lottery_tickets: int = 0
+    position: int = 0
+
+
+class PlanChangeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    price_cents: int | msgspec.UnsetType = msgspec.UNSET
+    multiplier_permille: int | msgspec.UnsetType = msgspec.UNSET
+    monthly_bonus_points: int | msgspec.UnsetType = msgspec.UNSET
+    free_lottery_tickets: int | msgspec.UnsetType = msgspec.UNSET
+    position: int | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class SubscriptionOut(msgspec.Struct, kw_only=True):
+    id: int
+    member_id: Annotated[UUID, msgspec.Meta(description="The member's public id")]
+    card_number: str
+    plan_code: str
+    status: str
+    cancel_at_period_end: bool
+    current_period_end: datetime | None
+    grace_until: datetime | None
+    created_at: datetime
+    ended_at: datetime | None
+    periods_paid: int
+    paid_cents: int
+
+
+class SubscriptionPageOut(msgspec.Struct, kw_only=True):
+    items: list[SubscriptionOut]
+    next_cursor: str | None
+
+
+def _out(plan: plans.Plan) -> PlanOut:
+    return PlanOut(**dataclasses.asdict(plan))
+
+
+class VipAdminController(Controller):
+    path = "/admin/v1"
+    tags = ["Admin API: VIP"]
+    dependencies = {"admin": Provide(admin_principal)}
+    security = ADMIN_SECURITY
+
+    @get("/vip-plans", summary="VIP plans, in display order", guards=[requires_roles(*READERS)])
+    async def list_plans(self, request: Request[Any, Any, Any], admin: Admin) -> list[PlanOut]:
+        found = await plans.list_plans(runtime(request.app.state).db, active_only=False)
+        return [_out(p) for p in found]
+
+    @post(
+        "/vip-plans",
+        summary="Create a VIP plan (owner, marketing; audited)",
+        description="The code is the plan's key: sending the same plan again returns it"
+        " (200); another plan under a taken code is `vip_plan_exists` (409). Problems:"
+        " `invalid_vip_plan`, `invalid_request` (422).",
+        guards=[requires_roles(*WRITERS)],
+        status_code=201,
+    )
+    async def create_plan(
+        self, request: Request[Any, Any, Any], admin: Admin, data: JSONBody[PlanIn]
+    ) -> Response[PlanOut]:
+        rt = runtime(request.app.state)
+        body = await strict_body(request, PlanIn)
+        now = rt.clock.now()
+        new = plans.Plan(active=True, **msgspec.structs.asdict(body))
+
+        async def work(conn: Any) -> Response[PlanOut]:
+            existing = await conn.fetchval("SELECT 1 FROM vip_plans WHERE code = $1", new.code)
+            if existing is not None and await plans.get_plan(conn, new.code) == new:
+                return Response(_out(new), status_code=200)
+            created = await plans.create_plan(conn, new, now)
+            await audit.record(
+                conn,
+                admin,
+                "vip_plan.create",
+                f"vip_plan:{new.code}",
+                None,
+                dataclasses.asdict(created),
+                now,
+            )
+            return Response(_out(created), status_code=201)
+
+        return await transaction(rt.db, work)
+
+    @patch(
+        "/vip-plans/{code:str}",
+        summary="Change a VIP plan: price and benefits apply to periods paid from now on",
+        description="Only the fields sent change; `period` and `code` never do. Periods"
+        " already paid keep what they were bought with. Problems: `vip_plan_not_found` (404),"
+        " `invalid_vip_plan`, `invalid_request` (422).",
+        guards=[requires_roles(*WRITERS)],
+    )
+    async def change_plan(
+        self,
+        request: Request[Any, Any, Any],
+        admin: Admin,
+        code: FromPath[str],
+        data: JSONBody[PlanChangeIn],
+    ) -> PlanOut:
+        rt = runtime(request.app.state)
+        body = await strict_body(request, PlanChangeIn)
+        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+        return await self._change(rt, admin, code, changes, "vip_plan.change")
+
+    @post(
+        "/vip-plans/{code:str}/deactivate",
+        summary="Take no new subscribers on a plan (running subscriptions renew until they end)",
+        guards=[requires_roles(*WRITERS)],
+        status_code=200,
+    )
+    async def deactivate_plan(
+        self, request: Request[Any, Any, Any], admin: Admin, code: FromPath[str]
+    ) -> PlanOut:
+        rt = runtime(request.app.state)
+        return await self._change(rt, admin, code, {"active": False}, "vip_plan.deactivate")
+
+    @staticmethod
+    async def _change(
+        rt: Any, admin: Admin, code: str, changes: dict[str, object], action: str
+    ) -> PlanOut:
+        now = rt.clock.now()
+
+        async def work(conn: Any) -> PlanOut:
+            before, after = await plans.update_plan(conn, code, changes, now)
+            if before != after:
+                await audit.record(
+                    conn,
+                    admin,
+                    action,
+                    f"vip_plan:{code}",
+                    dataclasses.asdict(before),
+                    dataclasses.asdict(after),
+                    now,
+                )
+            return _out(after)
+
+        result: PlanOut = await transaction(rt.db, work)
+        return result
+
+    @get(
+        "/vip-subscriptions",
+        summary="VIP subscriptions, newest first",
+        description="Filter by `status` (pending, active, grace, cancelled, lapsed,"
+        " abandoned); pass `next_cursor` back as `cursor`. Problems: `invalid_status`,"
+        " `invalid_cursor`, `invalid_limit` (400).",
+        guards=[requires_roles("owner", "support", "finance")],
+    )
+    async def list_subscriptions(
+        self,
+        request: Request[Any, Any, Any],
+        admin: Admin,
+        limit: Annotated[int, QueryParameter(ge=1, le=listing.PAGE_SIZE_MAX)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        status: Annotated[str | None, QueryParameter(max_length=20)] = None,
+    ) -> SubscriptionPageOut:
+        page = await listing.list_subscriptions(
+            runtime(request.app.state).db, limit=limit, cursor=cursor, status=status
+        )
+        return SubscriptionPageOut(
+            items=[
+                SubscriptionOut(
+                    member_id=r.member_public_id,
+                    **{k: v for k, v in dataclasses.asdict(r).items() if k != "member_public_id"},
+                )
+                for r in page.items
+            ],
+            next_cursor=page.next_cursor,
+        )

@@ -1,0 +1,1 @@
+"""Paid VIP membership: plans, the subscription lifecycle and its benefits."""
