@@ -32,8 +32,8 @@ CREATE TABLE vip_plans (
 INSERT INTO vip_plans
     (code, name, period, price_cents, multiplier_permille, monthly_bonus_points,
      free_lottery_tickets, position)
-VALUES ('vip_monthly', 'VIP Monthly', 'month', 499, 1500, 100, 1, 1),
-       ('vip_yearly', 'VIP Yearly', 'year', 4900, 1500, 100, 1, 2);
+VALUES ('vip_monthly', 'VIP Monthly', 'month', 499, 1500, 100, 0, 1),
+       ('vip_yearly', 'VIP Yearly', 'year', 4900, 1500, 100, 0, 2);
 -- pending: first payment open; active: a paid period runs (renewed ahead of
 -- its end unless cancel_at_period_end); grace: a renewal failed, retried
 -- daily, benefits continue until grace_until; final: cancelled (ended at the
