@@ -6,11 +6,13 @@ once; `ledger check` stays clean."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
 from api.clock import add_months
+from api.coalition.member_views import member_history
 from api.errors import Conflict, NotFound
 from api.ledger.check import check_ledger
 from api.payments import sandbox
@@ -297,3 +299,48 @@ async def test_would_have_earned(make_partner, make_member, client_for, pool, cl
     base = await benefits.base_points_since(pool, member, clock.now() + timedelta(seconds=1))
     assert base == 123
     assert benefits.extra_points(base, 1500) == 61
+
+
+async def test_tier_and_vip_add_up_and_a_refund_takes_the_bonus_back(
+    make_partner, make_member, client_for, pool, clock
+):
+    shop = await make_partner()
+    card = await make_member()
+    member = await member_id_of(pool, card)
+    await pool.execute(
+        "INSERT INTO member_tiers (member_id, tier_code, since) VALUES ($1, 'silver', $2)",
+        member,
+        clock.now(),
+    )
+    await subscribed(pool, clock, member)
+    earned = await earn(client_for, shop, card)
+    row = await last_earn(pool, card)
+    # x1.25 Silver + x1.5 VIP = x1.75: 100 base points, 75 bonus.
+    assert (row["points"], row["bonus_points"], row["multiplier_permille"]) == (100, 75, 1750)
+    history = await pool.fetchval(
+        "SELECT count(*) FROM lots WHERE bonus_for = $1 AND points_original = 75", earned.id
+    )
+    assert history == 1
+    page = await member_history(pool, member, 5, None)
+    assert page.items[0].bonus_label == "x1.75 Silver + VIP: +75 bonus points"
+    async with client_for(shop) as client:
+        await client.refund(earned.id, 10_000, "EUR")
+    lot = await pool.fetchval("SELECT points_remaining FROM lots WHERE bonus_for = $1", earned.id)
+    assert lot == 0
+    await assert_ledger_clean(pool)
+
+
+async def test_two_renewal_runs_at_once_charge_once(make_member, pool, clock):
+    card = await make_member()
+    member = await member_id_of(pool, card)
+    sub = await subscribed(pool, clock, member)
+    clock.set(sub.current_period_end - RENEW_AHEAD)
+    await asyncio.gather(*(jobs(pool, clock) for _ in range(4)))
+    charges = await pool.fetch(
+        "SELECT status FROM vip_charges WHERE subscription_id = $1 ORDER BY id", sub.id
+    )
+    assert [c["status"] for c in charges] == ["paid", "paid"]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM vip_periods WHERE subscription_id = $1", sub.id)
+        == 2
+    )
