@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # This deployment's public base URL (`https://kring.example`), which
     # providers post payment notifications to; unset, none are requested.
     public_url: str | None = None
+    # What the programme pays a charity for each point given to it, in
+    # micro-euros (8000 = 0.8 cent), at the monthly charity settlement.
+    charity_point_price_micros: int = 8000
 
 
 ENV_NAMES: dict[str, str] = {
@@ -82,6 +85,7 @@ ENV_NAMES: dict[str, str] = {
     "mollie_api_key": "KRING_MOLLIE_API_KEY",
     "mollie_api_url": "KRING_MOLLIE_API_URL",
     "public_url": "KRING_PUBLIC_URL",
+    "charity_point_price_micros": "KRING_CHARITY_POINT_PRICE_MICROS",
 }
 
 _POSITIVE_INTS = (
@@ -91,6 +95,7 @@ _POSITIVE_INTS = (
     "hold_minutes_default",
     "job_interval_seconds",
     "engagement_interval_seconds",
+    "charity_point_price_micros",
 )
 JWT_SECRET_BYTES_MIN = 32
 

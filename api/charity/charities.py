@@ -112,7 +112,8 @@ async def create_charity(conn: asyncpg.Connection, new: CharityIn, now: datetime
         now,
     )
     await conn.execute(
-        "INSERT INTO accounts (kind, unit, charity_id) VALUES ('charity_points', 'PTS', $1)",
+        "INSERT INTO accounts (kind, unit, charity_id)"
+        " VALUES ('charity_points', 'PTS', $1), ('charity_money', 'EUR', $1)",
         charity_id,
     )
     found = await get_charity(conn, int(charity_id))
@@ -191,10 +192,12 @@ async def list_charities(db: Any, *, active_only: bool) -> list[Charity]:
     return [_charity(r) for r in rows]
 
 
-async def charity_account(conn: asyncpg.Connection, charity_id: int) -> int:
+async def charity_account(
+    conn: asyncpg.Connection, charity_id: int, kind: str = "charity_points"
+) -> int:
     account_id = await conn.fetchval(
-        "SELECT id FROM accounts WHERE charity_id = $1 AND kind = 'charity_points'", charity_id
+        "SELECT id FROM accounts WHERE charity_id = $1 AND kind = $2", charity_id, kind
     )
     if account_id is None:
-        raise LookupError(f"charity {charity_id} has no charity_points account")
+        raise LookupError(f"charity {charity_id} has no {kind} account")
     return int(account_id)

@@ -19,6 +19,7 @@ from types import MappingProxyType
 import asyncpg
 
 from api.charity.monthly import donate_due
+from api.charity.settlement import settle_charities
 from api.engagement.challenge_progress import offer_winback, process_dirty
 from api.engagement.lotteries import advance_and_draw
 from api.engagement.reminders import OncePerDay, announce_expiring_points
@@ -162,6 +163,23 @@ async def grant_vip_monthly_bonus(pool: asyncpg.Pool, now: datetime) -> None:
     done = await vip_benefits.grant_monthly_bonus(pool, now)
     if done.members:
         log.info("VIP monthly bonus: %d points to %d members", done.points, done.members)
+
+
+CHARITY_SETTLEMENT_INTERVAL = timedelta(hours=1)
+
+
+async def settle_charity_payouts(pool: asyncpg.Pool, now: datetime, price_micros: int) -> None:
+    """Each charity's points of the last ended month become a euro payout at
+    the programme's rate, once per charity and month (api/charity/settlement.py).
+    Scheduled hourly by the worker, with the rate from the settings."""
+    for payout in await settle_charities(pool, now, price_micros):
+        log.info(
+            "charity %d: %d points of %s paid as %d cents",
+            payout.charity_id,
+            payout.points,
+            payout.month,
+            payout.amount_cents,
+        )
 
 
 # The queue's entrypoint names; they are stored in pgqueuer's tables, so a

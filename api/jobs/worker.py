@@ -34,12 +34,14 @@ from api.clock import Clock
 from api.db.pool import create_pool
 from api.jobs.housekeeping import JOB_LOG_PRUNE_INTERVAL, prune_job_log
 from api.jobs.periodic import (
+    CHARITY_SETTLEMENT_INTERVAL,
     PERIODIC_JOBS,
     WINBACK_INTERVAL,
     PeriodicJob,
     offer_winback_challenges,
     process_engagement,
     prune_webhook_log,
+    settle_charity_payouts,
 )
 from api.mail.outbox import deliver_due
 from api.mail.smtp import mail_sender
@@ -50,8 +52,9 @@ log = logging.getLogger(__name__)
 
 # Jobs on intervals of their own: the two log prunings, the engagement
 # processor (every few seconds), win-back offers (hourly), and mail the
-# outbox still holds (needs the settings' mail sender).
-OWN_INTERVAL_JOBS = 5
+# outbox still holds (needs the settings' mail sender), charity settlement
+# (hourly, needs the settings' point price).
+OWN_INTERVAL_JOBS = 6
 # Each scheduled job (the PERIODIC_JOBS: ledger jobs, webhook delivery,
 # settlement, tier review, lottery draws, expiry reminders; plus the
 # OWN_INTERVAL_JOBS) runs one transaction at a time; one connection each,
@@ -94,6 +97,11 @@ def scheduled_jobs(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> list
         ),
         ScheduledJob("offer_winback", WINBACK_INTERVAL, ledger(offer_winback_challenges)),
         ScheduledJob("deliver_mail", every, lambda: deliver_due(pool, sender, now=clock.now())),
+        ScheduledJob(
+            "settle_charities",
+            CHARITY_SETTLEMENT_INTERVAL,
+            lambda: settle_charity_payouts(pool, clock.now(), settings.charity_point_price_micros),
+        ),
     ]
 
 

@@ -70,6 +70,27 @@ CHECKS: dict[str, str] = {
         GROUP BY a.member_id, a.balance
         HAVING a.balance <> coalesce(sum(t.debt_repaid_points) - sum(t.debt_points), 0)
         LIMIT 100""",
+    # Charities (api/charity/): a charity's points are what was given to it
+    # (donations and matches) less what monthly settlement converted; its
+    # money account is the sum of its payouts.
+    "charity points differ from donations less payouts": """
+        SELECT a.charity_id, a.balance,
+               coalesce(d.total, 0) - coalesce(x.points, 0) AS expected
+        FROM accounts a
+        LEFT JOIN (SELECT charity_id, sum(points + matched_points) AS total FROM donations
+                   GROUP BY charity_id) d ON d.charity_id = a.charity_id
+        LEFT JOIN (SELECT charity_id, sum(points) AS points FROM charity_payouts
+                   GROUP BY charity_id) x ON x.charity_id = a.charity_id
+        WHERE a.kind = 'charity_points'
+          AND a.balance <> coalesce(d.total, 0) - coalesce(x.points, 0)
+        ORDER BY a.charity_id LIMIT 100""",
+    "charity money differs from its payouts": """
+        SELECT a.charity_id, a.balance, coalesce(x.cents, 0) AS payouts_cents
+        FROM accounts a
+        LEFT JOIN (SELECT charity_id, sum(amount_cents) AS cents FROM charity_payouts
+                   GROUP BY charity_id) x ON x.charity_id = a.charity_id
+        WHERE a.kind = 'charity_money' AND a.balance <> coalesce(x.cents, 0)
+        ORDER BY a.charity_id LIMIT 100""",
     "points are not conserved across all accounts": """
         SELECT unit, sum(balance) AS total FROM accounts GROUP BY unit HAVING sum(balance) <> 0""",
     # Settlement (api/settlement/run.py): every entry in exactly one statement

@@ -18,7 +18,9 @@ the reason, so that a run shows them to an admin instead of dropping them.
 partner statement of that run with a positive net (the programme owes the
 partner), with the partner's stored bank details. A partner on weekly or
 monthly statements has a statement only in the run of the day its period
-ends, so it is paid from that day's file and no other.
+ends, so it is paid from that day's file and no other. Charities are paid in
+the same file: the monthly charity payouts made on that business day
+(api/charity/settlement.py), as `charity-<id>`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import asyncpg
 from sepaxml import SepaTransfer  # type: ignore[import-untyped]  # sepaxml ships no type hints
 from sepaxml.validation import ValidationError  # type: ignore[import-untyped]  # same package
 
+from api.charity.settlement import charity_payouts_on
 from api.coalition.banking import validate_bank_details
 from api.errors import DomainError, NotFound
 
@@ -250,6 +253,17 @@ async def payouts_for_run(conn: asyncpg.Connection | asyncpg.Pool, day: date) ->
             account_holder=row["account_holder"],
         )
         for row in rows
+    ]
+    owed += [
+        PartnerOwed(
+            partner_code=f"charity-{charity.charity_id}",
+            partner_name=charity.name,
+            amount_cents=charity.amount_cents,
+            iban=charity.iban,
+            bic=charity.bic,
+            account_holder=charity.account_holder,
+        )
+        for charity in await charity_payouts_on(conn, day)
     ]
     payouts, flagged = flag_missing_bank_details(owed, period_end=day)
     return RunPayouts(day, payouts, flagged)

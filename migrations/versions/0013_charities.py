@@ -16,8 +16,9 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
-ENTRY_KINDS = ("donation", "donation_match")
-ACCOUNT_KINDS = ("charity_points",)
+ENTRY_KINDS = ("donation", "donation_match", "charity_payout")
+ACCOUNT_KINDS = ("charity_points", "charity_money")
+MONEY_KINDS = ("charity_money",)
 
 UPGRADE = """
 -- A charity members give points to. Its bank details are checked like a
@@ -37,11 +38,12 @@ CREATE TABLE charities (
 );
 
 -- A charity's points sit in one account of kind charity_points, found by
--- `charity_id` the way a partner's are found by `partner_id`.
+-- `charity_id` the way a partner's are found by `partner_id`; what the
+-- programme owes it in euros (its monthly payouts) in one charity_money account.
 ALTER TABLE accounts ADD COLUMN charity_id bigint REFERENCES charities(id);
-ALTER TABLE accounts ADD CONSTRAINT accounts_charity_of_charity_points
-    CHECK ((kind = 'charity_points') = (charity_id IS NOT NULL));
-CREATE UNIQUE INDEX accounts_charity ON accounts (charity_id) WHERE charity_id IS NOT NULL;
+ALTER TABLE accounts ADD CONSTRAINT accounts_charity_of_charity_kinds
+    CHECK ((kind IN ('charity_points', 'charity_money')) = (charity_id IS NOT NULL));
+CREATE UNIQUE INDEX accounts_charity ON accounts (charity_id, kind) WHERE charity_id IS NOT NULL;
 DROP INDEX accounts_programme_kind;
 CREATE UNIQUE INDEX accounts_programme_kind ON accounts (kind, shard)
     WHERE member_id IS NULL AND partner_id IS NULL AND charity_id IS NULL;
@@ -106,10 +108,30 @@ CREATE UNIQUE INDEX monthly_donations_one_active ON monthly_donations (member_id
     WHERE active;
 CREATE INDEX monthly_donations_due ON monthly_donations (next_run_on) WHERE active;
 ALTER TABLE donations ADD CONSTRAINT donations_monthly
-    FOREIGN KEY (monthly_id) REFERENCES monthly_donations(id)
+    FOREIGN KEY (monthly_id) REFERENCES monthly_donations(id);
+
+-- Charity settlement: once a month each charity's points donated (and
+-- matched) before the month's end are converted at the programme's rate, in
+-- one `charity_payout` entry (points out of charity_points to
+-- programme_breakage, euros from breakage revenue to charity_money), and paid
+-- in the SEPA file of `business_date` (api/settlement/payouts.py).
+CREATE TABLE charity_payouts (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    charity_id     bigint NOT NULL REFERENCES charities(id),
+    month          date NOT NULL CHECK (extract(day FROM month) = 1),
+    points         bigint NOT NULL CHECK (points > 0),
+    price_micros   integer NOT NULL CHECK (price_micros >= 0),
+    amount_cents   bigint NOT NULL CHECK (amount_cents >= 0),
+    business_date  date NOT NULL,
+    entry_id       bigint NOT NULL UNIQUE REFERENCES journal_entries(id),
+    created_at     timestamptz NOT NULL,
+    UNIQUE (charity_id, month)
+);
+CREATE INDEX charity_payouts_day ON charity_payouts (business_date)
 """
 
 DOWNGRADE = """
+DROP TABLE charity_payouts;
 DROP TABLE donations;
 DROP TABLE monthly_donations;
 DROP TABLE matching_campaigns;
@@ -149,13 +171,27 @@ def _extend_kinds(table: str, constraint: str, added: tuple[str, ...], *, remove
     op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {constraint} CHECK (kind IN ({listed}))")
 
 
+def _extend_money_kinds(*, remove: bool) -> None:
+    """accounts_unit_of_kind: an account is in EUR exactly when its kind is listed."""
+    constraint = "accounts_unit_of_kind"
+    kinds = [kind for kind in _kinds("accounts", constraint) if kind not in MONEY_KINDS]
+    listed = ", ".join(f"'{kind}'" for kind in (kinds if remove else [*kinds, *MONEY_KINDS]))
+    op.execute(f"ALTER TABLE accounts DROP CONSTRAINT {constraint}")
+    op.execute(
+        f"ALTER TABLE accounts ADD CONSTRAINT {constraint}"
+        f" CHECK ((unit = 'EUR') = (kind IN ({listed})))"
+    )
+
+
 def upgrade() -> None:
     _extend_kinds("journal_entries", "journal_entries_kind_check", ENTRY_KINDS, remove=False)
     _extend_kinds("accounts", "accounts_kind_check", ACCOUNT_KINDS, remove=False)
+    _extend_money_kinds(remove=False)
     _run(UPGRADE)
 
 
 def downgrade() -> None:
     _run(DOWNGRADE)
+    _extend_money_kinds(remove=True)
     _extend_kinds("accounts", "accounts_kind_check", ACCOUNT_KINDS, remove=True)
     _extend_kinds("journal_entries", "journal_entries_kind_check", ENTRY_KINDS, remove=True)

@@ -80,7 +80,9 @@ async def test_fifty_concurrent_matched_donations_never_exceed_the_budget(
     assert all(d.matched_points <= d.points for d in made)
     used = await pool.fetchval("SELECT used_points FROM matching_campaigns WHERE id = $1", campaign)
     assert used == 3_050
-    balance = await pool.fetchval("SELECT balance FROM accounts WHERE charity_id = $1", charity)
+    balance = await pool.fetchval(
+        "SELECT balance FROM accounts WHERE charity_id = $1 AND kind = 'charity_points'", charity
+    )
     assert balance == donated + matched
     issued = await pool.fetchval(
         "SELECT sum(balance) FROM accounts WHERE partner_id = $1"
@@ -146,3 +148,59 @@ async def test_only_inside_the_window_and_for_its_charity(funded, make_partner, 
     assert (partly.matched_points, partly.campaign_id) == (50, anyone)
     async with pool.acquire() as conn:
         assert await check_ledger(conn) == []
+
+
+async def test_monthly_charity_settlement_pays_donations_and_matches_at_the_rate(
+    funded, make_partner, pool, clock
+):
+    from api.charity.settlement import settle_charities
+    from api.money import cents_half_even
+    from api.settlement.payouts import payouts_for_run
+
+    price_micros = 8_000
+    sponsor = await make_partner(issuance_price_micros=MATCH_PRICE_MICROS)
+    charity = await new_charity(pool, clock, "Settled Cause")
+    await new_campaign(pool, clock, sponsor.partner_id, charity, budget=120)
+    members = await funded(2, 500)
+    now = clock.now()
+    await donations.donate(pool, members[0], charity, 333, "s-1", now)  # matched 120
+    await donations.donate(pool, members[1], charity, 150, "s-2", now)  # budget spent
+    # The next month: the points of this month are converted, once.
+    first_of_next = (now.replace(day=28) + timedelta(days=4)).replace(day=1, hour=12)
+    clock.set(first_of_next)
+    # A donation after the month's end waits for the next month.
+    await donations.donate(pool, members[1], charity, 100, "s-3", clock.now())
+    made = await settle_charities(pool, clock.now(), price_micros)
+    mine = [p for p in made if p.charity_id == charity]
+    assert [(p.points, p.amount_cents) for p in mine] == [
+        (333 + 120 + 150, cents_half_even((333 + 120 + 150) * price_micros))
+    ]
+    assert [p for p in await settle_charities(pool, clock.now(), price_micros)] == []
+    balance = await pool.fetchval(
+        "SELECT balance FROM accounts WHERE charity_id = $1 AND kind = 'charity_points'", charity
+    )
+    assert balance == 100
+    money = await pool.fetchval(
+        "SELECT balance FROM accounts WHERE charity_id = $1 AND kind = 'charity_money'", charity
+    )
+    assert money == cents_half_even(603 * price_micros) == 482
+
+    day = business_date(clock.now())
+    clock.set(day_end(day) + timedelta(hours=1))
+    last = await pool.fetchval("SELECT max(business_date) FROM settlement_runs")
+    d = (
+        business_date(await pool.fetchval("SELECT min(booked_at) FROM journal_entries"))
+        if last is None
+        else last + timedelta(days=1)
+    )
+    while d <= day:
+        await settle_day(pool, d, clock.now())
+        d += timedelta(days=1)
+    run = await payouts_for_run(pool, day)
+    [paid] = [p for p in run.payouts if p.partner_code == f"charity-{charity}"]
+    assert (paid.amount_cents, paid.iban, paid.partner_name) == (482, IBAN, "Settled Cause")
+    async with pool.acquire() as conn:
+        assert await check_ledger(conn) == []
+    from api.settlement.position import liability_now, programme_position
+
+    assert (await programme_position(pool)).liability == await liability_now(pool)
