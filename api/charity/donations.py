@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from api.charity import matching
 from api.charity.charities import charity_account
+from api.coalition.member_views import MEMBER_TIME_ZONE
 from api.db.pool import transaction
 from api.db.sql import Query
 from api.errors import Conflict, DomainError, InsufficientPoints, NotFound
@@ -253,11 +255,13 @@ YEAR_MAX = 2999
 
 
 async def year_statement(db: Any, member_id: int, year: int) -> YearStatement:
-    """The member's donations in calendar year `year` (UTC) with totals per charity."""
+    """The member's donations in calendar year `year` (in the members' time
+    zone, as the wallet shows dates) with totals per charity."""
     if not YEAR_MIN <= year <= YEAR_MAX:
         raise NotFound("there is no statement for that year", code="statement_not_found")
-    start = datetime(year, 1, 1, tzinfo=UTC)
-    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    zone = ZoneInfo(MEMBER_TIME_ZONE)
+    start = datetime(year, 1, 1, tzinfo=zone)
+    end = datetime(year + 1, 1, 1, tzinfo=zone)
     row = await db.fetchrow(
         """
         SELECT m.display_name, m.email, m.card_number,
@@ -301,10 +305,11 @@ async def available_points(db: Any, member_id: int) -> int:
 
 
 async def donation_years(db: Any, member_id: int) -> list[int]:
-    """Calendar years (UTC) in which the member donated, newest first."""
+    """Calendar years (members' time zone) in which the member donated, newest first."""
     rows = await db.fetch(
-        "SELECT DISTINCT extract(year FROM created_at AT TIME ZONE 'UTC')::int AS year"
+        "SELECT DISTINCT extract(year FROM created_at AT TIME ZONE $2)::int AS year"
         " FROM donations WHERE member_id = $1 ORDER BY year DESC",
         member_id,
+        MEMBER_TIME_ZONE,
     )
     return [int(r["year"]) for r in rows]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -236,7 +237,7 @@ async def test_wallet_gives_shows_history_statement_and_the_public_total(
     assert (await balances(pool, card))["available"] == 700
     history = await member.get("/donations")
     assert "Wallet Cause &lt;b&gt;" in history.text and "300" in history.text
-    year = clock.now().year
+    year = clock.now().astimezone(ZoneInfo("Europe/Amsterdam")).year
     assert f"/donations/statement/{year}" in history.text
     statement = await member.get(f"/donations/statement/{year}")
     assert statement.status_code == 200

@@ -6,7 +6,8 @@ settlement staying exact (`ledger check`)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -133,14 +134,15 @@ async def test_history_and_year_statement(funded, new_charity, pool, clock):
     await donations.donate(pool, member, a, 300, "h-3", now + timedelta(seconds=2))
     history = await donations.member_donations(pool, member)
     assert [d.points for d in history] == [300, 200, 100]
-    statement = await donations.year_statement(pool, member, now.year)
+    year = now.astimezone(ZoneInfo("Europe/Amsterdam")).year
+    statement = await donations.year_statement(pool, member, year)
     assert [(t.name, t.points, t.anbi) for t in statement.totals] == [
         ("Alpha Fund", 400, True),
         ("Beta Trust", 200, False),
     ]
     assert statement.points == 600 and statement.any_anbi
     assert len(statement.donations) == 3
-    empty = await donations.year_statement(pool, member, now.year - 1)
+    empty = await donations.year_statement(pool, member, year - 1)
     assert empty.donations == [] and empty.points == 0
 
 
@@ -207,3 +209,18 @@ async def test_monthly_donation_runs_once_a_month_and_skips_a_short_month(
     with pytest.raises(DomainError) as caught:
         await transaction(pool, lambda conn: monthly.set_monthly(conn, member, charity, 50, third))
     assert caught.value.code == "donation_below_minimum"
+
+
+async def test_the_statement_year_is_the_members_calendar_year(funded, new_charity, pool, clock):
+    # 23:30 UTC on 31 December is already New Year in Amsterdam.
+    year = clock.now().year + 1
+    clock.set(datetime(year, 12, 31, 23, 30, tzinfo=UTC))
+    _card, member = await funded(200)
+    charity = await new_charity("New Year Cause")
+    await donations.donate(pool, member, charity, 100, "ny", clock.now())
+    assert (await donations.year_statement(pool, member, year)).donations == []
+    assert (await donations.year_statement(pool, member, year + 1)).points == 100
+    assert await donations.donation_years(pool, member) == [year + 1]
+    with pytest.raises(DomainError) as caught:
+        await donations.year_statement(pool, member, 1999)
+    assert caught.value.code == "statement_not_found"
