@@ -256,3 +256,13 @@ async def test_wallet_gives_shows_history_statement_and_the_public_total(
     assert css.status_code == 200 and "@media print" in css.text
     async with pool.acquire() as conn:
         assert await check_ledger(conn) == []
+
+
+async def test_charity_routes_are_in_the_openapi_schema(http):
+    schema = (await http.get("/schema/openapi.json")).json()
+    paths = schema["paths"]
+    assert "Member API" in paths["/member/v1/charities/{charity_id}/donations"]["post"]["tags"]
+    assert "/member/v1/donations" in paths
+    assert "/admin/v1/charities" in paths
+    assert "/admin/v1/matching-campaigns/{campaign_id}/end" in paths
+    assert "/charities" not in paths  # wallet pages are not API
