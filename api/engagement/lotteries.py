@@ -53,6 +53,7 @@ from api.ledger.entries import (
 from api.ledger.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX, go_cte
 from api.ledger.lots import TAKE_FIFO_CTES
 from api.ledger.terms import POINTS_EXPIRE_AFTER_MONTHS
+from api.vip.window import vip_free_lottery_tickets_at
 
 POOL_ACCOUNT = "programme_lottery_pool"
 TOP_UP_ACCOUNT = "programme_promo"
@@ -535,13 +536,15 @@ async def take_free_ticket(
     pool: asyncpg.Pool, member_id: int, lottery_id: int, now: datetime
 ) -> Ticket:
     """The free route of entry: one ticket per member per lottery, the same
-    odds as a paid one. A repeat returns the ticket already taken."""
+    odds as a paid one; a VIP member's plan adds its `free_lottery_tickets`
+    in the same take (api/vip/), as far as the per-member cap allows. A
+    repeat returns the (first) ticket already taken."""
 
     async def work(conn: asyncpg.Connection) -> Ticket:
         await _locked_member(conn, member_id)
         earlier = await conn.fetchrow(
             "SELECT number, bought_at FROM lottery_tickets"
-            " WHERE lottery_id = $1 AND member_id = $2 AND NOT paid",
+            " WHERE lottery_id = $1 AND member_id = $2 AND NOT paid ORDER BY number LIMIT 1",
             lottery_id,
             member_id,
         )
@@ -549,16 +552,32 @@ async def take_free_ticket(
             return Ticket(lottery_id, earlier["number"], False, 0, earlier["bought_at"], True)
         lottery = await _selling_lottery(conn, lottery_id, now)
         await _under_cap(conn, lottery, member_id)
-        number = await _next_number(conn, lottery_id, now)
-        await conn.execute(
-            "INSERT INTO lottery_tickets (lottery_id, number, member_id, paid, price_points, bought_at)"
-            " VALUES ($1, $2, $3, false, 0, $4)",
+        # Under the cap (_under_cap left room for at least one): VIP extras
+        # come only as far as the cap allows.
+        entitled = await conn.fetchrow(
+            "SELECT $3::bigint - (SELECT count(*) FROM lottery_tickets"
+            " WHERE lottery_id = $1 AND member_id = $2) AS room,"
+            f" 1 + {vip_free_lottery_tickets_at('$2::bigint', '$4::timestamptz')} AS free",
             lottery_id,
-            number,
+            member_id,
+            lottery["tickets_per_member_max"],
+            now,
+        )
+        numbers = [
+            await _next_number(conn, lottery_id, now)
+            for _ in range(min(int(entitled["free"]), int(entitled["room"])))
+        ]
+        await conn.execute(
+            "INSERT INTO lottery_tickets"
+            " (lottery_id, number, member_id, paid, price_points, bought_at, free_index)"
+            " SELECT $1, t.number, $3, false, 0, $4, t.i - 1"
+            " FROM unnest($2::bigint[]) WITH ORDINALITY AS t(number, i)",
+            lottery_id,
+            numbers,
             member_id,
             now,
         )
-        return Ticket(lottery_id, number, False, 0, now, False)
+        return Ticket(lottery_id, numbers[0], False, 0, now, False)
 
     return await transaction(pool, work)
 

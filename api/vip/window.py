@@ -9,11 +9,11 @@ last period's end until `grace_until`, with that period's benefits.
 from __future__ import annotations
 
 
-def vip_multiplier_at(member: str, at: str) -> str:
-    """SQL: the VIP multiplier (per mille) of member `member` at the instant
-    `at` (both SQL expressions), NULL when not VIP then."""
+def vip_benefit_at(column: str, member: str, at: str) -> str:
+    """SQL: a benefit (`column` of `vip_periods`) of member `member` at the
+    instant `at` (both SQL expressions), NULL when not VIP then."""
     return f"""(
-    SELECT vp.multiplier_permille
+    SELECT vp.{column}
     FROM vip_periods vp JOIN vip_subscriptions vs ON vs.id = vp.subscription_id
     WHERE vp.member_id = {member} AND vp.starts_at <= {at}
       AND (vp.ends_at > {at}
@@ -22,6 +22,16 @@ def vip_multiplier_at(member: str, at: str) -> str:
     ORDER BY vp.starts_at DESC
     LIMIT 1
 )"""
+
+
+def vip_multiplier_at(member: str, at: str) -> str:
+    """SQL: the VIP multiplier (per mille) of `member` at `at`, NULL when not VIP."""
+    return vip_benefit_at("multiplier_permille", member, at)
+
+
+def vip_free_lottery_tickets_at(member: str, at: str) -> str:
+    """SQL: the extra free lottery tickets of `member` at `at` (0 when not VIP)."""
+    return f"coalesce({vip_benefit_at('free_lottery_tickets', member, at)}, 0)"
 
 
 def combined_multiplier_permille(tier_permille: int, vip_permille: int | None) -> int:

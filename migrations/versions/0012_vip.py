@@ -32,8 +32,8 @@ CREATE TABLE vip_plans (
 INSERT INTO vip_plans
     (code, name, period, price_cents, multiplier_permille, monthly_bonus_points,
      free_lottery_tickets, position)
-VALUES ('vip_monthly', 'VIP Monthly', 'month', 499, 1500, 100, 0, 1),
-       ('vip_yearly', 'VIP Yearly', 'year', 4900, 1500, 100, 0, 2);
+VALUES ('vip_monthly', 'VIP Monthly', 'month', 499, 1500, 100, 1, 1),
+       ('vip_yearly', 'VIP Yearly', 'year', 4900, 1500, 100, 1, 2);
 -- pending: first payment open; active: a paid period runs (renewed ahead of
 -- its end unless cancel_at_period_end); grace: a renewal failed, retried
 -- daily, benefits continue until grace_until; final: cancelled (ended at the
@@ -115,10 +115,22 @@ CREATE TABLE vip_bonus_grants (
     PRIMARY KEY (member_id, month)
 );
 -- An earn's VIP multiplier (NULL: no VIP); multiplier_permille is the combined one.
-ALTER TABLE transactions ADD COLUMN vip_multiplier_permille integer
+ALTER TABLE transactions ADD COLUMN vip_multiplier_permille integer;
+-- VIP plans give extra free lottery tickets: a member's free tickets in one
+-- lottery are numbered 0 (everyone's), 1, 2, ... (a VIP plan's extras).
+ALTER TABLE lottery_tickets ADD COLUMN free_index smallint NOT NULL DEFAULT 0
+    CHECK (free_index BETWEEN 0 AND 10);
+DROP INDEX lottery_tickets_one_free;
+CREATE UNIQUE INDEX lottery_tickets_one_free ON lottery_tickets (lottery_id, member_id, free_index)
+    WHERE NOT paid
 """
 
 DOWNGRADE = """
+DROP INDEX lottery_tickets_one_free;
+-- Fails while a VIP member holds extra free tickets in a lottery: never deletes tickets.
+CREATE UNIQUE INDEX lottery_tickets_one_free ON lottery_tickets (lottery_id, member_id)
+    WHERE NOT paid;
+ALTER TABLE lottery_tickets DROP COLUMN free_index;
 ALTER TABLE transactions DROP COLUMN vip_multiplier_permille;
 DROP TABLE vip_bonus_grants;
 DROP TABLE vip_subscription_events;

@@ -13,6 +13,8 @@ import pytest
 
 from api.clock import add_months
 from api.coalition.member_views import member_history
+from api.db.pool import transaction
+from api.engagement import lotteries
 from api.errors import Conflict, NotFound
 from api.ledger.check import check_ledger
 from api.payments import sandbox
@@ -344,3 +346,48 @@ async def test_two_renewal_runs_at_once_charge_once(make_member, pool, clock):
         await pool.fetchval("SELECT count(*) FROM vip_periods WHERE subscription_id = $1", sub.id)
         == 2
     )
+
+
+async def _lottery(pool, clock, cap: int) -> int:
+    now = clock.now()
+    new = lotteries.NewLottery(
+        name="VIP draw",
+        rules="One free ticket per member; VIP members get their plan's extra free tickets.",
+        ticket_price_points=10,
+        tickets_per_member_max=cap,
+        sales_open_at=now - timedelta(minutes=1),
+        sales_close_at=now + timedelta(hours=1),
+        draw_at=now + timedelta(hours=1),
+        prizes=[lotteries.NewPrize(points=50)],
+    )
+    made = await transaction(pool, lambda conn: lotteries.create_lottery(conn, new, now))
+    return int(made.lottery_id)
+
+
+async def free_tickets(pool, lottery: int, member: int) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT free_index FROM lottery_tickets WHERE lottery_id = $1 AND member_id = $2"
+        " AND NOT paid ORDER BY number",
+        lottery,
+        member,
+    )
+    return [r["free_index"] for r in rows]
+
+
+async def test_vip_members_take_their_extra_free_lottery_tickets_under_the_cap(
+    make_member, pool, clock
+):
+    vip = await member_id_of(pool, await make_member())
+    plain = await member_id_of(pool, await make_member())
+    await subscribed(pool, clock, vip)
+    lottery = await _lottery(pool, clock, cap=5)
+    first = await lotteries.take_free_ticket(pool, vip, lottery, clock.now())
+    again = await lotteries.take_free_ticket(pool, vip, lottery, clock.now())
+    assert again.replayed and again.number == first.number
+    assert await free_tickets(pool, lottery, vip) == [0, 1]  # the plan's one extra
+    await lotteries.take_free_ticket(pool, plain, lottery, clock.now())
+    assert await free_tickets(pool, lottery, plain) == [0]
+    # The cap counts free tickets too: with room for one, the extra is not given.
+    capped = await _lottery(pool, clock, cap=1)
+    await lotteries.take_free_ticket(pool, vip, capped, clock.now())
+    assert await free_tickets(pool, capped, vip) == [0]
