@@ -266,3 +266,46 @@ async def test_charity_routes_are_in_the_openapi_schema(http):
     assert "/admin/v1/charities" in paths
     assert "/admin/v1/matching-campaigns/{campaign_id}/end" in paths
     assert "/charities" not in paths  # wallet pages are not API
+
+
+async def test_migration_0013_upgrades_and_downgrades_cleanly(pg_server):
+    import asyncio
+
+    import asyncpg
+    from alembic import command
+
+    from api.db import migrate
+    from api.db.embedded import ensure_database
+
+    name = "kring_charities_migration"
+    await ensure_database(pg_server.admin_url, name)
+    url = pg_server.url_for(name)
+    config = migrate.alembic_config(url)
+
+    async def shape() -> dict[str, str]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(
+                "SELECT conname AS name, pg_get_constraintdef(oid) AS d FROM pg_constraint"
+                " WHERE conname IN ('accounts_kind_check', 'accounts_unit_of_kind',"
+                " 'journal_entries_kind_check')"
+                " UNION ALL SELECT indexname, indexdef FROM pg_indexes"
+                " WHERE indexname = 'accounts_programme_kind'"
+            )
+            return {r["name"]: r["d"] for r in rows}
+        finally:
+            await conn.close()
+
+    await asyncio.to_thread(command.upgrade, config, "0012")
+    before = await shape()
+    await asyncio.to_thread(command.upgrade, config, "0013")
+    after = await shape()
+    assert "'charity_points'" in after["accounts_kind_check"]
+    assert "'charity_money'" in after["accounts_unit_of_kind"]
+    for kind in ("donation", "donation_match", "charity_payout"):
+        assert f"'{kind}'" in after["journal_entries_kind_check"]
+    assert "charity_id IS NULL" in after["accounts_programme_kind"]
+    await asyncio.to_thread(command.downgrade, config, "0012")
+    assert await shape() == before
+    await asyncio.to_thread(command.upgrade, config, "0013")
+    assert await shape() == after
