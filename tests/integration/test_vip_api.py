@@ -5,6 +5,7 @@ listing) and the `vip` challenge audience."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from itertools import count
 
@@ -17,6 +18,7 @@ from api.engagement.audience import in_audience
 from api.member_auth.sessions import open_session
 from api.member_auth.tokens import MEMBER_API_AUDIENCE, issue_session_token
 from api.payments import sandbox
+from tests.integration.test_wallet_pages import wallet_client
 
 SECRET = "test-secret-" + "x" * 40  # tests/conftest.py's settings
 _admins = count(1)
@@ -225,3 +227,44 @@ async def test_admin_lists_subscriptions(http, make_member, pool, clock):
     assert (r.status_code, problem_code(r)) == (400, "invalid_cursor")
     r = await http.get("/admin/v1/vip-subscriptions", headers=marketing)
     assert (r.status_code, problem_code(r)) == (403, "forbidden_role")
+
+
+async def test_wallet_vip_page_forms(app, make_member, pool, clock, settings):
+    card = await make_member()
+    async with await wallet_client(app, pool, clock, settings, card) as wallet:
+        page = await wallet.get("/vip")
+        assert page.status_code == 200
+        assert "VIP Monthly: 4,99" in page.text and "You are not VIP" in page.text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        token = csrf.group(1)
+        # No CSRF token: refused, nothing made.
+        r = await wallet.post("/vip/subscribe", data={"plan_code": "vip_monthly"})
+        assert r.status_code == 403
+        r = await wallet.post("/vip/subscribe", data={"plan_code": "nope", "csrf_token": token})
+        assert r.status_code == 404 and "There is no VIP plan" in r.text
+        r = await wallet.post("/vip/cancel", data={"csrf_token": token})
+        assert r.status_code == 404 and "You have no VIP subscription" in r.text
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM vip_subscriptions s JOIN members m ON m.id = s.member_id"
+                " WHERE m.card_number = $1",
+                card,
+            )
+            == 0
+        )
+        r = await wallet.post(
+            "/vip/subscribe", data={"plan_code": "vip_monthly", "csrf_token": token}
+        )
+        assert r.status_code == 303
+        assert r.headers["location"].startswith(sandbox.CHECKOUT_PATH)
+        await pay(pool, clock, r.headers["location"])
+        page = await wallet.get("/vip")
+        assert 'data-testid="vip-badge"' in page.text and "Renews on" in page.text
+        home = await wallet.get("/")
+        assert 'data-testid="vip-badge"' in home.text
+        r = await wallet.post("/vip/cancel", data={"csrf_token": token})
+        assert r.status_code == 200 and "no renewal" in r.text
+        assert "Keep my VIP membership" in r.text
+        r = await wallet.post("/vip/resubscribe", data={"csrf_token": token})
+        assert r.status_code == 200 and "Cancel at the end of the period" in r.text
