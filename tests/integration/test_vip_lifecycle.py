@@ -391,3 +391,39 @@ async def test_vip_members_take_their_extra_free_lottery_tickets_under_the_cap(
     capped = await _lottery(pool, clock, cap=1)
     await lotteries.take_free_ticket(pool, vip, capped, clock.now())
     assert await free_tickets(pool, capped, vip) == [0]
+
+
+async def test_concurrent_subscribes_make_one_and_concurrent_bonus_runs_pay_once(
+    make_member, pool, clock
+):
+    member = await member_id_of(pool, await make_member())
+    results = await asyncio.gather(
+        *(
+            subscriptions.subscribe(pool, member, PLAN, redirect_url="/vip", now=clock.now())
+            for _ in range(8)
+        ),
+        return_exceptions=True,
+    )
+    made = [r for r in results if isinstance(r, subscriptions.Started)]
+    assert made and {r.subscription.id for r in made} == {made[0].subscription.id}
+    assert all(
+        isinstance(r, subscriptions.Started) or getattr(r, "code", "") == "vip_checkout_open"
+        for r in results
+    )
+    assert (
+        await pool.fetchval("SELECT count(*) FROM vip_subscriptions WHERE member_id = $1", member)
+        == 1
+    )
+    assert made[0].checkout_url
+    await pay(pool, clock, made[0].checkout_url)
+    runs = await asyncio.gather(
+        *(benefits.grant_monthly_bonus(pool, clock.now()) for _ in range(3))
+    )
+    assert sum(r.members for r in runs) >= 1
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM transactions WHERE member_id = $1 AND kind = 'reward'", member
+        )
+        == 1
+    )
+    await assert_ledger_clean(pool)
