@@ -32,6 +32,7 @@ from api.errors import Conflict, DomainError, NotFound
 from api.ledger.accounts import lock_member, programme_account
 from api.ledger.entries import ENTRY_CTES, ENTRY_RESULT, Postings, entry_params, require_moved
 from api.ledger.idempotency import go_cte
+from api.vip import subscriptions as vip_subscriptions
 
 DISPLAY_NAME_LENGTH_MAX = 100
 SALUTATION_LENGTH_MAX = 50
@@ -201,7 +202,8 @@ async def export_member_data(
     pool: asyncpg.Pool | asyncpg.Connection, member_id: int
 ) -> dict[str, Any] | None:
     """Everything Kring holds on the member, as one JSON-ready document
-    (three queries): profile and card, balances, transactions, survey answers."""
+    (four queries): profile and card, balances, transactions, survey answers,
+    VIP subscriptions."""
     member = await pool.fetchrow(
         f"""
         SELECT {_PROFILE_COLUMNS}, m.created_at, m.closed_at,
@@ -234,6 +236,7 @@ async def export_member_data(
         " WHERE s.member_id = $1 ORDER BY s.answered_at, s.id",
         member_id,
     )
+    vip = await vip_subscriptions.export_rows(pool, member_id)
     balances = json.loads(member["balances"]) if isinstance(member["balances"], str) else {}
     return {
         "member": {
@@ -258,6 +261,7 @@ async def export_member_data(
         },
         "transactions": [_jsonable(dict(t)) for t in transactions],
         "surveys": [_jsonable(dict(s)) for s in surveys],
+        "vip_subscriptions": vip,
     }
 
 
@@ -412,6 +416,7 @@ async def _delete(conn: asyncpg.Connection, member_id: int, now: datetime) -> Cl
     # challenges, lotteries and amounts: the member's history, not ours to keep).
     await conn.execute("DELETE FROM inbox_messages WHERE member_id = $1", member_id)
     await conn.execute("DELETE FROM referral_codes WHERE member_id = $1", member_id)
+    await vip_subscriptions.end_for_closed_account(conn, member_id, now)
     if email is not None:
         await conn.execute("DELETE FROM sign_in_codes WHERE email = lower($1)", email)
         await conn.execute("DELETE FROM mail_outbox WHERE lower(to_address) = lower($1)", email)

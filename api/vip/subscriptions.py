@@ -20,9 +20,11 @@ Benefits do not follow the status but the paid periods (api/vip/benefits.py).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -561,3 +563,58 @@ async def expire_due(pool: asyncpg.Pool, now: datetime) -> int:
     WHERE re-checks under the row lock, so two runs change each once."""
     rows = await pool.fetch(_EXPIRE, now, GRACE)
     return len(rows)
+
+
+async def end_for_closed_account(conn: asyncpg.Connection, member_id: int, now: datetime) -> None:
+    """A member who closes their account: their subscription ends now (no
+    renewal is charged; a pending one is abandoned), in the closure's
+    transaction. Nothing is refunded automatically."""
+    await conn.execute(
+        """
+        WITH ended AS (
+            UPDATE vip_subscriptions s SET
+                status = CASE WHEN s.status = 'pending' THEN 'abandoned' ELSE 'cancelled' END,
+                ended_at = $2, grace_until = NULL, cancel_at_period_end = true
+            FROM (SELECT id, status FROM vip_subscriptions
+                  WHERE member_id = $1 AND status IN ('pending', 'active', 'grace')
+                  FOR UPDATE) before
+            WHERE s.id = before.id
+            RETURNING s.id, before.status AS from_status, s.status AS to_status
+        )
+        INSERT INTO vip_subscription_events (subscription_id, from_status, to_status, at, why)
+        SELECT id, from_status, to_status, $2, 'account closed' FROM ended
+        """,
+        member_id,
+        now,
+    )
+
+
+async def export_rows(
+    conn: asyncpg.Connection | asyncpg.Pool, member_id: int
+) -> list[dict[str, Any]]:
+    """The member's subscriptions and paid periods, for their data export."""
+    rows = await conn.fetch(
+        """
+        SELECT s.plan_code, s.status, s.created_at, s.ended_at, s.current_period_end,
+               coalesce(jsonb_agg(jsonb_build_object(
+                   'starts_at', p.starts_at, 'ends_at', p.ends_at,
+                   'amount_cents', p.amount_cents) ORDER BY p.starts_at)
+                   FILTER (WHERE p.id IS NOT NULL), '[]')::text AS periods
+        FROM vip_subscriptions s LEFT JOIN vip_periods p ON p.subscription_id = s.id
+        WHERE s.member_id = $1 GROUP BY s.id ORDER BY s.id
+        """,
+        member_id,
+    )
+    return [
+        {
+            "plan": r["plan_code"],
+            "status": r["status"],
+            "created_at": r["created_at"].isoformat(),
+            "ended_at": None if r["ended_at"] is None else r["ended_at"].isoformat(),
+            "current_period_end": (
+                None if r["current_period_end"] is None else r["current_period_end"].isoformat()
+            ),
+            "periods": json.loads(r["periods"]),
+        }
+        for r in rows
+    ]

@@ -12,6 +12,11 @@ from datetime import timedelta
 import pytest
 
 from api.clock import add_months
+from api.coalition.member_profile import (
+    ACCOUNT_DELETION_CONFIRMATION,
+    delete_account,
+    export_member_data,
+)
 from api.coalition.member_views import member_history
 from api.db.pool import transaction
 from api.engagement import lotteries
@@ -427,3 +432,25 @@ async def test_concurrent_subscribes_make_one_and_concurrent_bonus_runs_pay_once
         == 1
     )
     await assert_ledger_clean(pool)
+
+
+async def test_closing_the_account_ends_the_subscription_and_the_export_shows_it(
+    make_member, pool, clock
+):
+    member = await member_id_of(pool, await make_member())
+    sub = await subscribed(pool, clock, member)
+    exported = await export_member_data(pool, member)
+    assert exported is not None
+    assert [(v["plan"], v["status"], len(v["periods"])) for v in exported["vip_subscriptions"]] == [
+        (PLAN, "active", 1)
+    ]
+    await delete_account(pool, member, confirmation=ACCOUNT_DELETION_CONFIRMATION, now=clock.now())
+    ended = await subscriptions.get_subscription(pool, sub.id)
+    assert ended.status == "cancelled" and ended.ended_at == clock.now()
+    assert (await whys(pool, sub.id))[-1] == ("active", "cancelled")
+    clock.set(sub.current_period_end)
+    await jobs(pool, clock)  # no renewal for a closed account
+    assert (
+        await pool.fetchval("SELECT count(*) FROM vip_charges WHERE subscription_id = $1", sub.id)
+        == 1
+    )
