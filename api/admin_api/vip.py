@@ -26,7 +26,7 @@ WRITERS: tuple[Role, ...] = ("owner", "marketing")
 READERS: tuple[Role, ...] = ("owner", "marketing", "finance")
 
 
-class PlanOut(msgspec.Struct, kw_only=True):
+class VipPlanAdminOut(msgspec.Struct, kw_only=True):
     code: str
     name: str
     period: Annotated[str, msgspec.Meta(description="month | year")]
@@ -38,7 +38,7 @@ class PlanOut(msgspec.Struct, kw_only=True):
     position: int
 
 
-class PlanIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class VipPlanIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     code: Annotated[str, msgspec.Meta(max_length=40, examples=["vip_quarterly"])]
     name: Annotated[str, msgspec.Meta(max_length=60)]
     period: Annotated[str, msgspec.Meta(description="month | year")]
@@ -49,7 +49,7 @@ class PlanIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     position: int = 0
 
 
-class PlanChangeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class VipPlanChangeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str | msgspec.UnsetType = msgspec.UNSET
     price_cents: int | msgspec.UnsetType = msgspec.UNSET
     multiplier_permille: int | msgspec.UnsetType = msgspec.UNSET
@@ -59,7 +59,7 @@ class PlanChangeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
-class SubscriptionOut(msgspec.Struct, kw_only=True):
+class VipSubscriptionAdminOut(msgspec.Struct, kw_only=True):
     id: int
     member_id: Annotated[UUID, msgspec.Meta(description="The member's public id")]
     card_number: str
@@ -74,13 +74,13 @@ class SubscriptionOut(msgspec.Struct, kw_only=True):
     paid_cents: int
 
 
-class SubscriptionPageOut(msgspec.Struct, kw_only=True):
-    items: list[SubscriptionOut]
+class VipSubscriptionPageOut(msgspec.Struct, kw_only=True):
+    items: list[VipSubscriptionAdminOut]
     next_cursor: str | None
 
 
-def _out(plan: plans.Plan) -> PlanOut:
-    return PlanOut(**dataclasses.asdict(plan))
+def _out(plan: plans.Plan) -> VipPlanAdminOut:
+    return VipPlanAdminOut(**dataclasses.asdict(plan))
 
 
 class VipAdminController(Controller):
@@ -90,7 +90,9 @@ class VipAdminController(Controller):
     security = ADMIN_SECURITY
 
     @get("/vip-plans", summary="VIP plans, in display order", guards=[requires_roles(*READERS)])
-    async def list_plans(self, request: Request[Any, Any, Any], admin: Admin) -> list[PlanOut]:
+    async def list_plans(
+        self, request: Request[Any, Any, Any], admin: Admin
+    ) -> list[VipPlanAdminOut]:
         found = await plans.list_plans(runtime(request.app.state).db, active_only=False)
         return [_out(p) for p in found]
 
@@ -104,14 +106,14 @@ class VipAdminController(Controller):
         status_code=201,
     )
     async def create_plan(
-        self, request: Request[Any, Any, Any], admin: Admin, data: JSONBody[PlanIn]
-    ) -> Response[PlanOut]:
+        self, request: Request[Any, Any, Any], admin: Admin, data: JSONBody[VipPlanIn]
+    ) -> Response[VipPlanAdminOut]:
         rt = runtime(request.app.state)
-        body = await strict_body(request, PlanIn)
+        body = await strict_body(request, VipPlanIn)
         now = rt.clock.now()
         new = plans.Plan(active=True, **msgspec.structs.asdict(body))
 
-        async def work(conn: Any) -> Response[PlanOut]:
+        async def work(conn: Any) -> Response[VipPlanAdminOut]:
             existing = await conn.fetchval("SELECT 1 FROM vip_plans WHERE code = $1", new.code)
             if existing is not None and await plans.get_plan(conn, new.code) == new:
                 return Response(_out(new), status_code=200)
@@ -142,10 +144,10 @@ class VipAdminController(Controller):
         request: Request[Any, Any, Any],
         admin: Admin,
         code: FromPath[str],
-        data: JSONBody[PlanChangeIn],
-    ) -> PlanOut:
+        data: JSONBody[VipPlanChangeIn],
+    ) -> VipPlanAdminOut:
         rt = runtime(request.app.state)
-        body = await strict_body(request, PlanChangeIn)
+        body = await strict_body(request, VipPlanChangeIn)
         changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
         return await self._change(rt, admin, code, changes, "vip_plan.change")
 
@@ -157,17 +159,17 @@ class VipAdminController(Controller):
     )
     async def deactivate_plan(
         self, request: Request[Any, Any, Any], admin: Admin, code: FromPath[str]
-    ) -> PlanOut:
+    ) -> VipPlanAdminOut:
         rt = runtime(request.app.state)
         return await self._change(rt, admin, code, {"active": False}, "vip_plan.deactivate")
 
     @staticmethod
     async def _change(
         rt: Any, admin: Admin, code: str, changes: dict[str, object], action: str
-    ) -> PlanOut:
+    ) -> VipPlanAdminOut:
         now = rt.clock.now()
 
-        async def work(conn: Any) -> PlanOut:
+        async def work(conn: Any) -> VipPlanAdminOut:
             before, after = await plans.update_plan(conn, code, changes, now)
             if before != after:
                 await audit.record(
@@ -181,7 +183,7 @@ class VipAdminController(Controller):
                 )
             return _out(after)
 
-        result: PlanOut = await transaction(rt.db, work)
+        result: VipPlanAdminOut = await transaction(rt.db, work)
         return result
 
     @get(
@@ -199,13 +201,13 @@ class VipAdminController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=listing.PAGE_SIZE_MAX)] = 50,
         cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
         status: Annotated[str | None, QueryParameter(max_length=20)] = None,
-    ) -> SubscriptionPageOut:
+    ) -> VipSubscriptionPageOut:
         page = await listing.list_subscriptions(
             runtime(request.app.state).db, limit=limit, cursor=cursor, status=status
         )
-        return SubscriptionPageOut(
+        return VipSubscriptionPageOut(
             items=[
-                SubscriptionOut(
+                VipSubscriptionAdminOut(
                     member_id=r.member_public_id,
                     **{k: v for k, v in dataclasses.asdict(r).items() if k != "member_public_id"},
                 )

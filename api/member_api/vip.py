@@ -24,7 +24,7 @@ Member = NamedDependency[MemberPrincipal]
 WALLET_VIP_PATH = "/vip"
 
 
-class PlanOut(msgspec.Struct, kw_only=True):
+class MemberVipPlanOut(msgspec.Struct, kw_only=True):
     code: str
     name: str
     period: Annotated[str, msgspec.Meta(description="month | year")]
@@ -40,7 +40,7 @@ class PlanOut(msgspec.Struct, kw_only=True):
     ]
 
 
-class SubscriptionOut(msgspec.Struct, kw_only=True):
+class MemberVipSubscriptionOut(msgspec.Struct, kw_only=True):
     id: int
     plan_code: str
     plan_name: str
@@ -55,31 +55,31 @@ class SubscriptionOut(msgspec.Struct, kw_only=True):
     checkout_url: Annotated[str | None, msgspec.Meta(description="pending: where to pay")]
 
 
-class VipOut(msgspec.Struct, kw_only=True):
+class MemberVipOut(msgspec.Struct, kw_only=True):
     is_vip: Annotated[bool, msgspec.Meta(description="VIP benefits apply now")]
     vip_multiplier_permille: int | None
     base_points_90d: int
-    plans: list[PlanOut]
-    subscription: SubscriptionOut | None
+    plans: list[MemberVipPlanOut]
+    subscription: MemberVipSubscriptionOut | None
 
 
-class SubscribeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class VipSubscribeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plan_code: Annotated[str, msgspec.Meta(max_length=40, examples=["vip_monthly"])]
 
 
-class ResubscribeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class VipResubscribeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plan_code: Annotated[str, msgspec.Meta(max_length=40)] | None = None
 
 
-class StartedOut(msgspec.Struct, kw_only=True):
-    subscription: SubscriptionOut
+class VipCheckoutOut(msgspec.Struct, kw_only=True):
+    subscription: MemberVipSubscriptionOut
     checkout_url: Annotated[
         str | None, msgspec.Meta(description="Send the member here to pay; None: nothing to pay")
     ]
 
 
-def subscription_out(sub: subscriptions.Subscription) -> SubscriptionOut:
-    return SubscriptionOut(
+def subscription_out(sub: subscriptions.Subscription) -> MemberVipSubscriptionOut:
+    return MemberVipSubscriptionOut(
         id=sub.id,
         plan_code=sub.plan_code,
         plan_name=sub.plan_name,
@@ -93,13 +93,13 @@ def subscription_out(sub: subscriptions.Subscription) -> SubscriptionOut:
     )
 
 
-def overview_out(found: views.VipOverview) -> VipOut:
-    return VipOut(
+def overview_out(found: views.VipOverview) -> MemberVipOut:
+    return MemberVipOut(
         is_vip=found.is_vip,
         vip_multiplier_permille=found.vip_multiplier_permille,
         base_points_90d=found.base_points_90d,
         plans=[
-            PlanOut(
+            MemberVipPlanOut(
                 code=o.plan.code,
                 name=o.plan.name,
                 period=o.plan.period,
@@ -120,9 +120,9 @@ def vip_return_url(request: Request[Any, Any, Any]) -> str:
     return site_url(request) + WALLET_VIP_PATH
 
 
-def _started(started: subscriptions.Started) -> Response[StartedOut]:
+def _started(started: subscriptions.Started) -> Response[VipCheckoutOut]:
     return Response(
-        StartedOut(
+        VipCheckoutOut(
             subscription=subscription_out(started.subscription),
             checkout_url=started.checkout_url,
         ),
@@ -137,7 +137,7 @@ class MemberVipController(Controller):
     security = [{"memberBearer": []}]
 
     @get("/", summary="VIP plans, what each would have added, and your subscription")
-    async def overview(self, request: Request[Any, Any, Any], member: Member) -> VipOut:
+    async def overview(self, request: Request[Any, Any, Any], member: Member) -> MemberVipOut:
         rt = runtime(request.app.state)
         return overview_out(await views.vip_overview(rt.db, member.member_id, rt.clock.now()))
 
@@ -152,10 +152,10 @@ class MemberVipController(Controller):
         status_code=201,
     )
     async def subscribe(
-        self, request: Request[Any, Any, Any], member: Member, data: JSONBody[SubscribeIn]
-    ) -> Response[StartedOut]:
+        self, request: Request[Any, Any, Any], member: Member, data: JSONBody[VipSubscribeIn]
+    ) -> Response[VipCheckoutOut]:
         rt = runtime(request.app.state)
-        body = await strict_body(request, SubscribeIn)
+        body = await strict_body(request, VipSubscribeIn)
         started = await subscriptions.subscribe(
             rt.db,
             member.member_id,
@@ -172,7 +172,9 @@ class MemberVipController(Controller):
         " nothing. Problems: `vip_not_subscribed` (404), `vip_checkout_open` (409).",
         status_code=200,
     )
-    async def cancel(self, request: Request[Any, Any, Any], member: Member) -> SubscriptionOut:
+    async def cancel(
+        self, request: Request[Any, Any, Any], member: Member
+    ) -> MemberVipSubscriptionOut:
         rt = runtime(request.app.state)
         return subscription_out(await subscriptions.cancel(rt.db, member.member_id, rt.clock.now()))
 
@@ -185,10 +187,10 @@ class MemberVipController(Controller):
         status_code=201,
     )
     async def resubscribe(
-        self, request: Request[Any, Any, Any], member: Member, data: JSONBody[ResubscribeIn]
-    ) -> Response[StartedOut]:
+        self, request: Request[Any, Any, Any], member: Member, data: JSONBody[VipResubscribeIn]
+    ) -> Response[VipCheckoutOut]:
         rt = runtime(request.app.state)
-        body = await strict_body(request, ResubscribeIn)
+        body = await strict_body(request, VipResubscribeIn)
         started = await subscriptions.resubscribe(
             rt.db,
             member.member_id,

@@ -268,3 +268,16 @@ async def test_wallet_vip_page_forms(app, make_member, pool, clock, settings):
         assert "Keep my VIP membership" in r.text
         r = await wallet.post("/vip/resubscribe", data={"csrf_token": token})
         assert r.status_code == 200 and "Cancel at the end of the period" in r.text
+
+
+async def test_vip_routes_are_in_the_openapi_schema_without_renamed_components(http):
+    schema = (await http.get("/schema/openapi.json")).json()
+    for path in (
+        "/member/v1/vip",
+        "/member/v1/vip/subscribe",
+        "/admin/v1/vip-plans",
+        "/admin/v1/vip-subscriptions",
+    ):
+        assert path in schema["paths"], path
+    components = set(schema["components"]["schemas"])
+    assert {"MemberVipOut", "VipCheckoutOut", "VipPlanAdminOut", "VipPlanIn"} <= components
