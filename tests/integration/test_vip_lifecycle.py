@@ -454,3 +454,42 @@ async def test_closing_the_account_ends_the_subscription_and_the_export_shows_it
         await pool.fetchval("SELECT count(*) FROM vip_charges WHERE subscription_id = $1", sub.id)
         == 1
     )
+
+
+async def test_migration_0012_upgrades_and_downgrades_cleanly(pg_server):
+    import asyncpg
+    from alembic import command
+
+    from api.db import migrate
+    from api.db.embedded import ensure_database
+
+    name = "kring_vip_migration"
+    await ensure_database(pg_server.admin_url, name)
+    url = pg_server.url_for(name)
+    config = migrate.alembic_config(url)
+
+    async def shape() -> dict[str, str]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(
+                "SELECT indexname AS name, indexdef AS d FROM pg_indexes"
+                " WHERE indexname = 'lottery_tickets_one_free'"
+                " UNION ALL SELECT table_name, string_agg(column_name, ',' ORDER BY column_name)"
+                " FROM information_schema.columns"
+                " WHERE table_name IN ('transactions', 'lottery_tickets')"
+                " OR table_name LIKE 'vip_%' GROUP BY table_name"
+            )
+            return {r["name"]: r["d"] for r in rows}
+        finally:
+            await conn.close()
+
+    await asyncio.to_thread(command.upgrade, config, "0011")
+    before = await shape()
+    await asyncio.to_thread(command.upgrade, config, "0012")
+    after = await shape()
+    assert "free_index" in after["lottery_tickets_one_free"]
+    assert "vip_multiplier_permille" in after["transactions"] and "vip_periods" in after
+    await asyncio.to_thread(command.downgrade, config, "0011")
+    assert await shape() == before
+    await asyncio.to_thread(command.upgrade, config, "0012")
+    assert await shape() == after
