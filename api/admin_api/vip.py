@@ -74,9 +74,36 @@ class VipSubscriptionAdminOut(msgspec.Struct, kw_only=True):
     paid_cents: int
 
 
+class VipPeriodAdminOut(msgspec.Struct, kw_only=True):
+    starts_at: datetime
+    ends_at: datetime
+    plan_code: str
+    amount_cents: int
+    multiplier_permille: int
+    payment_id: str | None
+
+
+class VipEventAdminOut(msgspec.Struct, kw_only=True):
+    at: datetime
+    from_status: str | None
+    to_status: str
+    why: str
+
+
+class VipSubscriptionDetailOut(msgspec.Struct, kw_only=True):
+    subscription: VipSubscriptionAdminOut
+    periods: list[VipPeriodAdminOut]
+    events: list[VipEventAdminOut]
+
+
 class VipSubscriptionPageOut(msgspec.Struct, kw_only=True):
     items: list[VipSubscriptionAdminOut]
     next_cursor: str | None
+
+
+def _subscription_out(row: listing.SubscriptionRow) -> VipSubscriptionAdminOut:
+    fields = dataclasses.asdict(row)
+    return VipSubscriptionAdminOut(member_id=fields.pop("member_public_id"), **fields)
 
 
 def _out(plan: plans.Plan) -> VipPlanAdminOut:
@@ -206,12 +233,21 @@ class VipAdminController(Controller):
             runtime(request.app.state).db, limit=limit, cursor=cursor, status=status
         )
         return VipSubscriptionPageOut(
-            items=[
-                VipSubscriptionAdminOut(
-                    member_id=r.member_public_id,
-                    **{k: v for k, v in dataclasses.asdict(r).items() if k != "member_public_id"},
-                )
-                for r in page.items
-            ],
-            next_cursor=page.next_cursor,
+            items=[_subscription_out(r) for r in page.items], next_cursor=page.next_cursor
+        )
+
+    @get(
+        "/vip-subscriptions/{subscription_id:int}",
+        summary="One VIP subscription with its paid periods and every state change",
+        description="Problems: `vip_subscription_not_found` (404).",
+        guards=[requires_roles("owner", "support", "finance")],
+    )
+    async def subscription_detail(
+        self, request: Request[Any, Any, Any], admin: Admin, subscription_id: FromPath[int]
+    ) -> VipSubscriptionDetailOut:
+        found = await listing.subscription_detail(runtime(request.app.state).db, subscription_id)
+        return VipSubscriptionDetailOut(
+            subscription=_subscription_out(found.subscription),
+            periods=[VipPeriodAdminOut(**dataclasses.asdict(p)) for p in found.periods],
+            events=[VipEventAdminOut(**dataclasses.asdict(e)) for e in found.events],
         )

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from api.errors import DomainError
+from api.errors import DomainError, NotFound
 
 PAGE_SIZE_MAX = 100
 STATUSES = ("pending", "active", "grace", "cancelled", "lapsed", "abandoned")
@@ -50,6 +50,10 @@ LIMIT $3
 """
 
 
+# The listing's row, for one subscription.
+_ONE = _LIST.replace("ORDER BY s.id DESC", "AND s.id = $4")
+
+
 async def list_subscriptions(
     pool: asyncpg.Pool, *, limit: int, cursor: str | None, status: str | None
 ) -> SubscriptionPage:
@@ -68,3 +72,50 @@ async def list_subscriptions(
     items = [SubscriptionRow(**{k: r[k] for k in SubscriptionRow.__slots__}) for r in rows[:limit]]
     more = len(rows) > limit
     return SubscriptionPage(items, str(items[-1].id) if more and items else None)
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodRow:
+    starts_at: datetime
+    ends_at: datetime
+    plan_code: str
+    amount_cents: int
+    multiplier_permille: int
+    payment_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    at: datetime
+    from_status: str | None
+    to_status: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionDetail:
+    subscription: SubscriptionRow
+    periods: list[PeriodRow]
+    events: list[EventRow]
+
+
+async def subscription_detail(pool: asyncpg.Pool, sub_id: int) -> SubscriptionDetail:
+    """One subscription with its paid periods and every state change (support)."""
+    row = await pool.fetchrow(_ONE, None, None, 1, sub_id)
+    if row is None:
+        raise NotFound("there is no such VIP subscription", code="vip_subscription_not_found")
+    periods = await pool.fetch(
+        "SELECT starts_at, ends_at, plan_code, amount_cents, multiplier_permille, payment_id"
+        " FROM vip_periods WHERE subscription_id = $1 ORDER BY starts_at",
+        sub_id,
+    )
+    events = await pool.fetch(
+        "SELECT at, from_status, to_status, why FROM vip_subscription_events"
+        " WHERE subscription_id = $1 ORDER BY id",
+        sub_id,
+    )
+    return SubscriptionDetail(
+        SubscriptionRow(**{k: row[k] for k in SubscriptionRow.__slots__}),
+        [PeriodRow(**dict(p)) for p in periods],
+        [EventRow(**dict(e)) for e in events],
+    )

@@ -221,6 +221,17 @@ async def test_admin_lists_subscriptions(http, make_member, pool, clock):
     page = r.json()
     assert page["items"][0]["card_number"] == card
     assert page["items"][0]["paid_cents"] == 4900 and page["items"][0]["periods_paid"] == 1
+    sub_id = page["items"][0]["id"]
+    r = await http.get(f"/admin/v1/vip-subscriptions/{sub_id}", headers=support)
+    assert r.status_code == 200, r.text
+    detail = r.json()
+    assert [(e["from_status"], e["to_status"]) for e in detail["events"]] == [
+        (None, "pending"),
+        ("pending", "active"),
+    ]
+    assert [p["amount_cents"] for p in detail["periods"]] == [4900]
+    r = await http.get("/admin/v1/vip-subscriptions/999999", headers=support)
+    assert (r.status_code, problem_code(r)) == (404, "vip_subscription_not_found")
     r = await http.get("/admin/v1/vip-subscriptions?status=bogus", headers=support)
     assert (r.status_code, problem_code(r)) == (400, "invalid_status")
     r = await http.get("/admin/v1/vip-subscriptions?cursor=abc", headers=support)
