@@ -89,10 +89,18 @@ class MemberTransactionOut(msgspec.Struct, kw_only=True):
         int, _doc("Earn: tier bonus on top of `points`; refund: the bonus it reversed")
     ] = 0
     multiplier_permille: Annotated[
-        int | None, _doc("Earn: the tier multiplier applied, per mille (1250 = x1.25)")
+        int | None,
+        _doc("Earn: the multiplier applied, per mille (1250 = x1.25): tier and VIP combined"),
+    ] = None
+    vip_multiplier_permille: Annotated[
+        int | None, _doc("Earn: the VIP membership's multiplier in it; null without VIP")
     ] = None
     bonus_label: Annotated[
-        str | None, _doc("Earn: e.g. 'x1.25 Silver: +25 bonus points'; null without a bonus")
+        str | None,
+        _doc(
+            "Earn: e.g. 'x1.25 Silver: +25 bonus points', 'x1.75 Silver + VIP: …'; null"
+            " without a bonus"
+        ),
     ] = None
 
 

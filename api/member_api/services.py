@@ -38,6 +38,7 @@ def _transaction(item: member_views.HistoryItem) -> schemas.MemberTransactionOut
         available_at=item.available_at,
         bonus_points=item.bonus_points,
         multiplier_permille=item.multiplier_permille,
+        vip_multiplier_permille=item.vip_multiplier_permille,
         bonus_label=item.bonus_label,
     )
 

@@ -125,6 +125,14 @@ async def test_member_subscribes_cancels_and_resubscribes(
     assert overview["is_vip"] is True and overview["vip_multiplier_permille"] == 1500
     assert overview["subscription"]["status"] == "active"
 
+    clock.advance(timedelta(seconds=1))
+    async with client_for(shop) as client:
+        await client.earn(card_number=card, amount_cents=10_000, currency="EUR")
+    latest = (await http.get("/member/v1/transactions?limit=1", headers=headers)).json()
+    item = latest["items"][0]
+    assert (item["multiplier_permille"], item["vip_multiplier_permille"]) == (1500, 1500)
+    assert item["bonus_label"] == "x1.5 VIP: +50 bonus points"
+
     r = await http.post(
         "/member/v1/vip/subscribe", json={"plan_code": "vip_monthly"}, headers=headers
     )
