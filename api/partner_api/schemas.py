@@ -112,10 +112,10 @@ class TransactionOut(msgspec.Struct, kw_only=True):
     available_at: datetime | None
     hold_expires_at: datetime | None
     finished_at: datetime | None
-    # The member's tier bonus (funded by the programme, not charged to the
-    # partner): on an earn, the points added on top of `points`; on a refund,
-    # the bonus it reversed. `multiplier_permille`: the earn's tier multiplier
-    # (1000 = x1.0), null on burns and refunds.
+    # The member's tier and VIP bonus (funded by the programme, not charged to
+    # the partner): on an earn, the points added on top of `points`; on a
+    # refund, the bonus it reversed. `multiplier_permille`: the earn's
+    # multiplier, tier and VIP combined (1000 = x1.0), null on burns and refunds.
     bonus_points: int = 0
     multiplier_permille: int | None = None
 
