@@ -28,7 +28,6 @@ Plain Python and SQL; no web framework.
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.db.pool import transaction
 from api.engagement import inbox
 from api.errors import Conflict, DomainError, NotFound
@@ -648,19 +648,12 @@ class ReferralPage:
 
 
 def _encode_cursor(referral_id: int) -> str:
-    return base64.urlsafe_b64encode(f"r{referral_id}".encode()).decode().rstrip("=")
+    return encode_cursor(referral_id)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("r") or not raw[1:].isdigit():
-            raise ValueError(raw)
-        return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        raise DomainError(
-            "the cursor is not one this API gave out", code="invalid_cursor", status=400
-        ) from None
+    (referral_id,) = decode_cursor(cursor, whole_number)
+    return int(referral_id)
 
 
 def _referrer_filter(referrer: str | None) -> tuple[str | None, UUID | None]:
