@@ -14,7 +14,6 @@ The table is append-only: a trigger refuses UPDATE, DELETE and TRUNCATE
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from api.admin_auth.principal import AdminPrincipal
+from api.cursors import aware_datetime, decode_cursor, encode_cursor, whole_number
 from api.errors import DomainError
 
 ACTION_CHARS_MAX = 100
@@ -88,22 +88,12 @@ async def record(
 
 
 def _encode_cursor(at: datetime, audit_id: int) -> str:
-    raw = f"{at.isoformat()}|{audit_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(at, audit_id)
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, audit_id = raw.split("|")
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
-            raise ValueError("naive")
-        return moment, int(audit_id)
-    except (ValueError, UnicodeDecodeError):
-        raise DomainError(
-            "the cursor is not one this API gave out", code="invalid_cursor", status=400
-        ) from None
+    at, audit_id = decode_cursor(cursor, aware_datetime, whole_number)
+    return at, audit_id
 
 
 def _entry(row: asyncpg.Record) -> AuditEntry:

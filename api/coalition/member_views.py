@@ -11,14 +11,13 @@ expire) are calendar days in the programme's time zone, Europe/Amsterdam.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
+from api.cursors import aware_datetime, decode_cursor, encode_cursor
 from api.engagement.tiers import (
     TIER_PROGRESS_SQL,
     TierProgress,
@@ -195,22 +194,12 @@ def _item(row: asyncpg.Record) -> HistoryItem:
 
 
 def encode_history_cursor(created_at: datetime, transaction_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{transaction_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(created_at, transaction_id)
 
 
 def decode_history_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, ident = raw.split("|")
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("naive cursor")
-        return moment, UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise DomainError(
-            "the cursor is not one this API gave out", code="invalid_cursor", status=400
-        ) from None
+    created_at, transaction_id = decode_cursor(cursor, aware_datetime, UUID)
+    return created_at, transaction_id
 
 
 async def member_history(

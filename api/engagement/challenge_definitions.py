@@ -20,13 +20,13 @@ Plain Python and SQL; no web framework. Every problem has a stable code.
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 
+from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.errors import Conflict, DomainError, NotFound
 
 KINDS = ("spend", "purchases", "distinct_partners", "weekly_streak", "nth_purchase", "anniversary")
@@ -346,19 +346,12 @@ async def challenge_counts(db: asyncpg.Pool | asyncpg.Connection, challenge_id: 
 
 
 def _encode_cursor(challenge_id: int) -> str:
-    return base64.urlsafe_b64encode(f"c{challenge_id}".encode()).decode().rstrip("=")
+    return encode_cursor(challenge_id)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("c") or not raw[1:].isdigit():
-            raise ValueError(raw)
-        return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        raise DomainError(
-            "the cursor is not one this API gave out", code="invalid_cursor", status=400
-        ) from None
+    (challenge_id,) = decode_cursor(cursor, whole_number)
+    return int(challenge_id)
 
 
 async def list_challenges(

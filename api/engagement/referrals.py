@@ -28,7 +28,6 @@ Plain Python and SQL; no web framework.
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.db.pool import transaction
 from api.engagement import inbox
 from api.errors import Conflict, DomainError, NotFound
@@ -45,6 +45,11 @@ from api.ledger.accounts import lock_members
 from api.ledger.rewards import pay_reward, reverse_reward
 
 # No 0/O and 1/I: a code read aloud or off a screen is typed right.
+# Every referral reward and reversal in one processor transaction comes from
+# (and goes back to) this one promo-budget shard: the transaction then holds
+# a single non-member account row, taken after the members' accounts, as an
+# earn takes its rows, so it cannot deadlock with one.
+REWARD_SHARD = 0
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
 CODE_ATTEMPTS_MAX = 10
@@ -471,6 +476,7 @@ async def _reward(
             sponsor_id=None,
             memo=payment.memo,
             now=now,
+            shard=REWARD_SHARD,
         )
         await inbox.post(
             conn,
@@ -501,7 +507,7 @@ async def _reverse(conn: asyncpg.Connection, row: asyncpg.Record, now: datetime)
     for index, (member_id, reward_id) in sorted(enumerate(rewards), key=lambda e: e[1][0]):
         if reward_id is None:
             continue
-        reversal_ids[index] = await reverse_reward(conn, reward_id, now)
+        reversal_ids[index] = await reverse_reward(conn, reward_id, now, shard=REWARD_SHARD)
         points = await conn.fetchval("SELECT points FROM transactions WHERE id = $1", reward_id)
         await inbox.post(conn, member_id, "referral_reversed", {"points": int(points)}, now)
     await conn.execute(
@@ -648,19 +654,12 @@ class ReferralPage:
 
 
 def _encode_cursor(referral_id: int) -> str:
-    return base64.urlsafe_b64encode(f"r{referral_id}".encode()).decode().rstrip("=")
+    return encode_cursor(referral_id)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("r") or not raw[1:].isdigit():
-            raise ValueError(raw)
-        return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        raise DomainError(
-            "the cursor is not one this API gave out", code="invalid_cursor", status=400
-        ) from None
+    (referral_id,) = decode_cursor(cursor, whole_number)
+    return int(referral_id)
 
 
 def _referrer_filter(referrer: str | None) -> tuple[str | None, UUID | None]:

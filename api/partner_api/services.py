@@ -14,8 +14,6 @@ itself; no explicit transaction is needed for a single statement.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +28,7 @@ from api.clock import Clock
 from api.coalition.cards import is_valid_card_number
 from api.coalition.members import require_active_member
 from api.coalition.partners import TERMS_COLUMNS, require_active_partner, terms_from, terms_joins
+from api.cursors import aware_datetime, decode_cursor, encode_cursor
 from api.db.pool import RETRYABLE_ERRORS, transaction
 from api.engagement.tiers import (
     MEMBER_TIER_COLUMNS,
@@ -583,20 +582,13 @@ async def get_transaction(
     return _render_read(record)
 
 
-def encode_cursor(created_at: datetime, transaction_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{transaction_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_transaction_cursor(created_at: datetime, transaction_id: UUID) -> str:
+    return encode_cursor(created_at, transaction_id)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, ident = raw.split("|")
-        return datetime.fromisoformat(created), UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise DomainError(
-            "the cursor is not one this API gave out", code="invalid_cursor", status=400
-        ) from None
+def decode_transaction_cursor(cursor: str) -> tuple[datetime, UUID]:
+    created_at, transaction_id = decode_cursor(cursor, aware_datetime, UUID)
+    return created_at, transaction_id
 
 
 async def list_transactions(
@@ -606,7 +598,7 @@ async def list_transactions(
     params: list[Any] = [partner_id, kind, limit + 1]
     where = "t.partner_id = $1 AND ($2::text IS NULL OR t.kind = $2)"
     if cursor is not None:
-        created_at, ident = decode_cursor(cursor)
+        created_at, ident = decode_transaction_cursor(cursor)
         params += [created_at, ident]
         where += " AND (t.created_at, t.id) < ($4, $5)"
     records = await pool.fetch(
@@ -616,7 +608,7 @@ async def list_transactions(
     next_cursor = None
     if len(records) > limit:
         last = records[limit - 1]
-        next_cursor = encode_cursor(last["created_at"], last["id"])
+        next_cursor = encode_transaction_cursor(last["created_at"], last["id"])
     return schemas.TransactionPage(items=items, next_cursor=next_cursor)
 
 
@@ -836,19 +828,11 @@ def _statement_out(statement: statements.Statement) -> schemas.StatementOut:
 
 
 def encode_statement_cursor(period_end: datetime) -> str:
-    return base64.urlsafe_b64encode(period_end.isoformat().encode()).decode().rstrip("=")
+    return encode_cursor(period_end)
 
 
 def decode_statement_cursor(cursor: str) -> datetime:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        period_end = datetime.fromisoformat(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        period_end = None
-    if period_end is None or period_end.tzinfo is None:
-        raise DomainError(
-            "the cursor is not one this API gave out", code="invalid_cursor", status=400
-        )
+    period_end: datetime = decode_cursor(cursor, aware_datetime)[0]
     return period_end
 
 
