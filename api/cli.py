@@ -485,6 +485,9 @@ def position(ctx: Context, as_json: bool) -> None:
         "spread_cents": figures.spread_cents,
         "breakage_cents": figures.breakage_cents,
         "partners_net_cents": figures.partners_net_cents,
+        "vip_revenue_cents": figures.vip_revenue_cents,
+        "psp_clearing_cents": figures.psp_clearing_cents,
+        "charities_owed_cents": figures.charities_owed_cents,
     }
     if as_json:
         click.echo(json.dumps(out))
@@ -500,6 +503,11 @@ def position(ctx: Context, as_json: bool) -> None:
         f"partners, net         EUR {euros(figures.partners_net_cents)}"
         " (positive: the programme owes them)"
     )
+    click.echo(f"VIP revenue           EUR {euros(figures.vip_revenue_cents)}")
+    click.echo(
+        f"at the payment provider EUR {euros(figures.psp_clearing_cents)} (VIP payments received)"
+    )
+    click.echo(f"charities owed        EUR {euros(figures.charities_owed_cents)}")
 
 
 @main.command()

@@ -35,6 +35,13 @@ class ProgrammePosition:
     spread_cents: int
     breakage_cents: int
     partners_net_cents: int  # Σ partner_money: positive = the programme owes partners
+    # Money beside the points: VIP memberships paid (api/payments/, booked when
+    # a payment is paid: PSP clearing +, VIP revenue -), what the payment
+    # provider still holds for the programme, and what charities are owed for
+    # donated points converted at the programme rate (api/charity/settlement.py).
+    vip_revenue_cents: int = 0  # positive: earned
+    psp_clearing_cents: int = 0  # positive: the provider holds it for the programme
+    charities_owed_cents: int = 0  # Σ charity_money: positive = the programme owes them
 
 
 _LIABILITY_NOW = """
@@ -68,7 +75,13 @@ async def programme_position(conn: asyncpg.Connection | asyncpg.Pool) -> Program
                sum(a.balance) FILTER (WHERE a.kind = 'programme_revenue_breakage')::bigint
                    AS breakage,
                coalesce(sum(a.balance) FILTER (WHERE a.kind = 'partner_money'), 0)::bigint
-                   AS partners
+                   AS partners,
+               coalesce(-sum(a.balance) FILTER (WHERE a.kind = 'programme_revenue_vip'), 0)::bigint
+                   AS vip_revenue,
+               coalesce(sum(a.balance) FILTER (WHERE a.kind = 'programme_psp_clearing'), 0)::bigint
+                   AS psp_clearing,
+               coalesce(sum(a.balance) FILTER (WHERE a.kind = 'charity_money'), 0)::bigint
+                   AS charities
         FROM accounts a
         LEFT JOIN (SELECT business_date, liability_points, liability_micros
                    FROM settlement_runs ORDER BY business_date DESC LIMIT 1) r ON true
@@ -83,4 +96,7 @@ async def programme_position(conn: asyncpg.Connection | asyncpg.Pool) -> Program
         spread_cents=row["spread"],
         breakage_cents=row["breakage"],
         partners_net_cents=row["partners"],
+        vip_revenue_cents=row["vip_revenue"],
+        psp_clearing_cents=row["psp_clearing"],
+        charities_owed_cents=row["charities"],
     )

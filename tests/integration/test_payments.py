@@ -25,6 +25,7 @@ from api.payments.payments import (
 )
 from api.settings import load_settings
 from api.settlement.periods import business_date
+from api.settlement.position import programme_position
 from api.settlement.run import settle_day
 
 PURPOSE = "test_purchase"
@@ -180,6 +181,7 @@ async def test_start_payment_refuses_bad_input(pool, clock, amount, purpose, seq
 
 async def test_paid_books_the_entry_and_calls_the_handler_once(new_payment, pool, clock):
     before = await _money(pool)
+    position_before = await programme_position(pool)
     _, checkout = await new_payment(amount_cents=1250)
     provider_id = await _provider_id(pool, checkout.payment_id)
     # The provider has not moved yet: a notification records itself and changes nothing.
@@ -202,6 +204,10 @@ async def test_paid_books_the_entry_and_calls_the_handler_once(new_payment, pool
         ("programme_revenue_vip", -1250, "EUR", "payment"),
     ]
     assert calls.count(("paid", checkout.payment_id, "paid")) == 1
+    # The programme's figures (`kring position`) show the revenue and the money held.
+    position = await programme_position(pool)
+    assert position.vip_revenue_cents - position_before.vip_revenue_cents == 1250
+    assert position.psp_clearing_cents - position_before.psp_clearing_cents == 1250
 
     # The same notification again: nothing more but its event.
     clock.advance(timedelta(minutes=1))
