@@ -36,13 +36,16 @@ CATEGORY_LABELS = {
     "points_issued": "Points issued",
     "refunds": "Refunds",
     "points_redeemed": "Points redeemed",
-    "sponsored_rewards": "Sponsored rewards",
+    "sponsored_rewards": "Sponsored rewards and matched donations",
 }
 CATEGORY_HINTS = {
     "points_issued": "Points your customers earned at your till: you pay for them.",
     "refunds": "Points taken back by your refunds: paid back to you.",
     "points_redeemed": "Points your customers spent at your till: Kring pays you.",
-    "sponsored_rewards": "Rewards you sponsored.",
+    "sponsored_rewards": (
+        "Challenge rewards you sponsored and donations you matched, at your issuance"
+        " price: you pay for them (less rewards taken back)."
+    ),
 }
 
 
