@@ -19,6 +19,7 @@ import asyncpg
 
 from api.charity import donations
 from api.db.pool import transaction
+from api.engagement import inbox
 from api.errors import Conflict, DomainError, InsufficientPoints, NotFound
 
 MONTHLY_DUE_PER_RUN_MAX = 500
@@ -174,6 +175,20 @@ async def _run_one(pool: asyncpg.Pool, order_id: int, now: datetime) -> str | No
                 )
         except InsufficientPoints:
             outcome = "skipped_insufficient_points"
+            await inbox.post(
+                conn,
+                order["member_id"],
+                "donation_skipped",
+                {
+                    "charity": await conn.fetchval(
+                        "SELECT name FROM charities WHERE id = $1", order["charity_id"]
+                    ),
+                    "points": order["points"],
+                    "month": month,
+                },
+                now,
+                dedupe_key=f"monthly:{order_id}:{month}:skipped",
+            )
         except DomainError:
             # The charity or the member is no longer active: the order stops.
             await conn.execute(

@@ -43,6 +43,7 @@ KINDS: Mapping[str, frozenset[str]] = {
     "lottery_cancelled": frozenset({"lottery", "points_refunded"}),
     "tier_up": frozenset({"tier"}),
     "tier_down": frozenset({"tier"}),
+    "donation_skipped": frozenset({"charity", "points", "month"}),
 }
 
 
@@ -265,6 +266,15 @@ def _tier_down(p: Mapping[str, object]) -> tuple[str, str]:
     )
 
 
+def _donation_skipped(p: Mapping[str, object]) -> tuple[str, str]:
+    return (
+        f"Your monthly gift to {_text(p, 'charity')} was skipped",
+        f"You did not have {_points(p['points'])} points available for your monthly gift to"
+        f" {_text(p, 'charity')} this month ({_text(p, 'month')}), so nothing was given."
+        " Your order stays on for next month.",
+    )
+
+
 _TEMPLATES: Mapping[str, Callable[[Mapping[str, object]], tuple[str, str]]] = {
     "challenge_completed": _challenge_completed,
     "challenge_reversed": _challenge_reversed,
@@ -276,6 +286,7 @@ _TEMPLATES: Mapping[str, Callable[[Mapping[str, object]], tuple[str, str]]] = {
     "lottery_cancelled": _lottery_cancelled,
     "tier_up": _tier_up,
     "tier_down": _tier_down,
+    "donation_skipped": _donation_skipped,
 }
 
 

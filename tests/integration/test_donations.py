@@ -191,10 +191,17 @@ async def test_monthly_donation_runs_once_a_month_and_skips_a_short_month(
     next_month = start + timedelta(days=31)
     await monthly.donate_due(pool, next_month)
     assert (await balances(pool, card))["available"] == 50
-    # The third month the member has 50 points: skipped, silently, nothing moves.
+    # The third month the member has 50 points: skipped, nothing moves, and the
+    # member is told in the inbox (once, however often the job runs).
     third = next_month + timedelta(days=31)
     run = await monthly.donate_due(pool, third)
     assert (run.donated, run.skipped) == (0, 1)
+    await monthly.donate_due(pool, third)
+    told = await pool.fetch(
+        "SELECT params FROM inbox_messages WHERE member_id = $1 AND kind = 'donation_skipped'",
+        member,
+    )
+    assert len(told) == 1 and '"points": 200' in told[0]["params"]
     [state] = await monthly.member_monthly(pool, member)
     assert state.last_outcome == "skipped_insufficient_points"
     assert state.next_run_on > third.date()

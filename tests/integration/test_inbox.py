@@ -187,6 +187,10 @@ def test_every_kind_renders_its_parameters():
         ),
         "referral_reversed": ({"points": 250}, ["taken back", "250 points"]),
         "expiry_reminder": ({"points": 1500, "expires_on": "2026-03-12"}, ["1.500", "12 Mar 2026"]),
+        "donation_skipped": (
+            {"charity": "Food bank", "points": 1200, "month": "2026-03"},
+            ["Food bank", "1.200 points", "2026-03"],
+        ),
         "lottery_won": (
             {"lottery": "Spring draw", "prize": "500 points"},
             ["Spring draw", "won 500 points"],
