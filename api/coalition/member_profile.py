@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -202,8 +202,8 @@ async def export_member_data(
     pool: asyncpg.Pool | asyncpg.Connection, member_id: int
 ) -> dict[str, Any] | None:
     """Everything Kring holds on the member, as one JSON-ready document
-    (four queries): profile and card, balances, transactions, survey answers,
-    VIP subscriptions."""
+    (a few queries): profile and card, balances, transactions, survey answers,
+    VIP subscriptions, donations and monthly donation orders."""
     member = await pool.fetchrow(
         f"""
         SELECT {_PROFILE_COLUMNS}, m.created_at, m.closed_at,
@@ -237,6 +237,19 @@ async def export_member_data(
         member_id,
     )
     vip = await vip_subscriptions.export_rows(pool, member_id)
+    donations = await pool.fetch(
+        "SELECT c.name AS charity, d.points, d.matched_points, d.created_at,"
+        " d.monthly_id IS NOT NULL AS monthly"
+        " FROM donations d JOIN charities c ON c.id = d.charity_id"
+        " WHERE d.member_id = $1 ORDER BY d.created_at, d.id",
+        member_id,
+    )
+    monthly = await pool.fetch(
+        "SELECT c.name AS charity, o.points, o.active, o.next_run_on, o.last_outcome"
+        " FROM monthly_donations o JOIN charities c ON c.id = o.charity_id"
+        " WHERE o.member_id = $1 ORDER BY o.id",
+        member_id,
+    )
     balances = json.loads(member["balances"]) if isinstance(member["balances"], str) else {}
     return {
         "member": {
@@ -262,6 +275,8 @@ async def export_member_data(
         "transactions": [_jsonable(dict(t)) for t in transactions],
         "surveys": [_jsonable(dict(s)) for s in surveys],
         "vip_subscriptions": vip,
+        "donations": [_jsonable(dict(d)) for d in donations],
+        "monthly_donations": [_jsonable(dict(o)) for o in monthly],
     }
 
 
@@ -272,7 +287,7 @@ def _iso(moment: datetime | None) -> str | None:
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if isinstance(value, datetime):
+        if isinstance(value, date):  # datetimes too
             out[key] = value.isoformat()
         elif isinstance(value, UUID):
             out[key] = str(value)

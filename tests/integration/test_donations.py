@@ -6,12 +6,14 @@ settlement staying exact (`ledger check`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from api.charity import charities, donations
+from api.coalition.member_profile import export_member_data
 from api.db.pool import transaction
 from api.errors import DomainError
 from api.ledger.check import check_ledger
@@ -208,6 +210,17 @@ async def test_monthly_donation_runs_once_a_month_and_skips_a_short_month(
     assert (
         await pool.fetchval("SELECT count(*) FROM donations WHERE monthly_id = $1", order.id) == 2
     )
+    # The member's data export lists the gifts and the order.
+    exported = await export_member_data(pool, member)
+    assert exported is not None
+    assert [(d["points"], d["monthly"]) for d in exported["donations"]] == [
+        (200, True),
+        (200, True),
+    ]
+    assert [(o["points"], o["last_outcome"]) for o in exported["monthly_donations"]] == [
+        (200, "skipped_insufficient_points")
+    ]
+    json.dumps(exported)  # JSON as it is served
     cancelled = await transaction(
         pool, lambda conn: monthly.cancel_monthly(conn, member, order.id, third)
     )
