@@ -26,7 +26,7 @@ import asyncpg
 from api.coalition.members import Member, create_member
 from api.coalition.partners import Credentials, create_partner
 from api.db.pool import create_pool, transaction
-from api.demo.cast import PARTNERS, draw_people, partner_joined_at
+from api.demo.cast import PARTNERS, draw_people, partner_joined_at, year_start_of
 from api.demo.credentials import (
     LOCAL_API_URL,
     DemoCredentials,
@@ -38,10 +38,12 @@ from api.demo.credentials import (
     render_summary,
     write_credentials,
 )
+from api.demo.giving import Giving
 from api.demo.history import Shopper, Tills, Year
 from api.partner_api.auth import PartnerPrincipal
 from api.portal.staff import create_staff
 from api.settlement.payouts import payouts_for_run
+from api.vip import benefits as vip_benefits
 
 __all__ = ["DEMO_CODES", "seed_demo"]
 
@@ -171,16 +173,36 @@ async def _create(
     principals = {
         code: PartnerPrincipal(c.partner_id, c.partner_public_id) for code, c in partners.items()
     }
-    await Year(pool, Tills(pool, principals), shoppers, end).run()
+    giving = Giving(
+        pool,
+        [
+            (
+                s.member_id,
+                s.person.joined_at,
+                s.person.seed,
+                not (s.person.debtor or s.person.dormant),
+                s.person.rhythm == "frequent",
+            )
+            for s in shoppers
+        ],
+        {code: c.partner_id for code, c in partners.items()},
+        year_start_of(end),
+        end,
+        random.Random(seed),
+    )
+    await Year(pool, Tills(pool, principals), shoppers, end, giving).run()
 
-    credentials.sample_members = await _sample_members(pool, shoppers)
+    credentials.sample_members = await _sample_members(pool, shoppers, end)
     if path is not None:
         write_credentials(path, credentials)
     return credentials
 
 
-async def _sample_members(pool: asyncpg.Pool, shoppers: list[Shopper]) -> list[SampleMember]:
-    """A handful of cards worth looking at, each in a different state."""
+async def _sample_members(
+    pool: asyncpg.Pool, shoppers: list[Shopper], end: datetime
+) -> list[SampleMember]:
+    """A handful of cards worth looking at, each in a different state; the
+    VIP ones say so (and one VIP member is among them)."""
     rows = await pool.fetch(
         """
         SELECT m.id,
@@ -219,8 +241,26 @@ async def _sample_members(pool: asyncpg.Pool, shoppers: list[Shopper]) -> list[S
         "launch customer gone quiet; their points expired",
     )
 
+    vip = {
+        r["member_id"]: r["plan"]
+        for r in await pool.fetch(
+            "SELECT s.member_id, p.name AS plan FROM vip_subscriptions s"
+            " JOIN vip_plans p ON p.code = s.plan_code"
+            " WHERE s.status = 'active' AND s.member_id = ANY($1::bigint[])"
+            " ORDER BY s.member_id",
+            [s.member_id for s in shoppers],
+        )
+        if await vip_benefits.vip_multiplier(pool, r["member_id"], end) is not None
+    }
+    vip_pick = None
+    if vip and not any(member_id in vip for member_id, _ in picks):
+        vip_pick = min(vip)
+        pick(vip_pick, f"VIP member ({vip[vip_pick]}): x1.5 points and a monthly bonus")
+
     samples = []
     for member_id, note in picks:
+        if member_id in vip and member_id != vip_pick:
+            note = f"{note}; VIP ({vip[member_id]})"
         shopper, r = by_id[member_id], balances[member_id]
         detail = f"{r['available']} available, {r['pending']} pending"
         if r["held"]:
@@ -273,7 +313,21 @@ async def _stats(pool: asyncpg.Pool) -> DemoStats:
         "SELECT code FROM partners WHERE code = ANY($1::text[]) AND iban IS NULL ORDER BY code",
         DEMO_CODES,
     )
+    giving = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM charities) AS charities,"
+        " (SELECT count(*) FROM donations) AS donations,"
+        " (SELECT coalesce(sum(points), 0)::bigint FROM donations) AS donated,"
+        " (SELECT coalesce(sum(matched_points), 0)::bigint FROM donations) AS matched,"
+        " (SELECT count(*) FROM monthly_donations WHERE active) AS monthly,"
+        " (SELECT count(*) FROM vip_subscriptions WHERE status = 'active') AS vip"
+    )
     return DemoStats(
+        charities=giving["charities"],
+        donations=giving["donations"],
+        donated_points=giving["donated"],
+        matched_points=giving["matched"],
+        monthly_orders=giving["monthly"],
+        vip_members=giving["vip"],
         partners=row["partners"],
         members=row["members"],
         transactions={r["kind"]: r["n"] for r in counts},

@@ -369,3 +369,57 @@ def draw_people(rng: random.Random, count: int, end: datetime) -> list[Person]:
     for person in rng.sample(candidates, min(DEBTORS, len(candidates))):
         person.debtor = True
     return people
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCharity:
+    """A charity members can give points to (valid demo IBANs, not real accounts)."""
+
+    key: str
+    name: str
+    description: str
+    iban: str
+    account_holder: str
+    anbi: bool
+    # How often a giving member picks this charity.
+    weight: float
+
+    @property
+    def logo_url(self) -> str:
+        return f"https://kring.example/logos/{self.key}.png"
+
+
+CHARITIES: tuple[DemoCharity, ...] = (
+    DemoCharity(
+        key="foodbank",
+        name="Voedselbank Utrecht",
+        description="Food parcels every week for households in Utrecht who cannot make ends meet.",
+        iban="NL81RABO0312345678",
+        account_holder="Stichting Voedselbank Utrecht",
+        anbi=True,
+        weight=5.0,
+    ),
+    DemoCharity(
+        key="naturefund",
+        name="Natuurfonds Heuvelrug",
+        description="Heathland, forest and fens on the Utrechtse Heuvelrug, kept wild.",
+        iban="NL20INGB0001234567",
+        account_holder="Stichting Natuurfonds Heuvelrug",
+        anbi=True,
+        weight=3.0,
+    ),
+    DemoCharity(
+        key="childrens-hospital",
+        name="Vrienden van het Kinderziekenhuis",
+        description="Toys, a play room and parents' beds for the children's ward.",
+        iban="NL83ABNA0412345678",
+        account_holder="Vereniging Vrienden van het Kinderziekenhuis",
+        anbi=False,
+        weight=2.0,
+    ),
+)
+# The supermarket matches members' gifts to the food bank 1:1, for the demo
+# year, up to this many points per demo member: the budget runs out during the year.
+MATCHING_PARTNER = "versmarkt"
+MATCHED_CHARITY = "foodbank"
+MATCHING_BUDGET_POINTS_PER_MEMBER = 20

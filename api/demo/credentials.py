@@ -65,6 +65,13 @@ class DemoStats(msgspec.Struct, kw_only=True):
     flagged: int = 0
     flagged_cents: int = 0
     partners_without_iban: list[str] = []
+    # Giving and VIP (api/demo/giving.py).
+    charities: int = 0
+    donations: int = 0
+    donated_points: int = 0
+    matched_points: int = 0
+    monthly_orders: int = 0
+    vip_members: int = 0
 
 
 def credentials_path(data_dir: Path) -> Path:
@@ -150,6 +157,13 @@ def render_summary(
         f" {stats.expired_points:,} points have expired so far."
     )
     lines.append(_settlement_line(stats))
+    if stats.charities:
+        lines.append(
+            f"Giving: {stats.donations:,} donations of {stats.donated_points:,} points to"
+            f" {stats.charities} charities, {stats.matched_points:,} more points matched by a"
+            f" partner's campaign; {stats.monthly_orders} monthly donation(s) running;"
+            f" {stats.vip_members} VIP member(s)."
+        )
     if credentials is None:
         where = f" ({path})" if path else ""
         lines += [

@@ -37,6 +37,7 @@ from api.demo.cast import (
     partner_joined_at,
     year_start_of,
 )
+from api.demo.giving import Giving
 from api.jobs import run_due_jobs
 from api.partner_api import schemas, services
 from api.partner_api.auth import PartnerPrincipal
@@ -229,9 +230,15 @@ class Year:
     """The demo year: nightly jobs, then each day's shoppers."""
 
     def __init__(
-        self, pool: asyncpg.Pool, tills: Tills, shoppers: list[Shopper], end: datetime
+        self,
+        pool: asyncpg.Pool,
+        tills: Tills,
+        shoppers: list[Shopper],
+        end: datetime,
+        giving: Giving | None = None,
     ) -> None:
         self.pool = pool
+        self.giving = giving
         self.tills = tills
         self.shoppers = shoppers
         self.end = end
@@ -242,12 +249,18 @@ class Year:
 
     async def run(self) -> None:
         await self._launch()
+        if self.giving is not None:
+            await self.giving.open()
         for day in range(self.last_day + 1):
             day_start = self.start + timedelta(days=day)
             self.clock.set(day_start + timedelta(hours=NIGHTLY_JOBS_HOUR_UTC))
             if self.clock.now() <= self.end:
                 await run_due_jobs(self.pool, self.clock.now())
+                if self.giving is not None:
+                    await self.giving.night(day, self.clock.now())
             await self._day(day, day_start)
+            if self.giving is not None:
+                await self.giving.evening(day, day_start)
             if day == self.last_day - DEBT_SCRIPT_DAYS:
                 await self._debtors_fill_up(day_start)
             elif day == self.last_day - 2:

@@ -12,7 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from schwifty import IBAN
 
+from api.charity.charities import list_charities
+from api.charity.matching import list_campaigns
 from api.coalition.partners import verify_credentials
 from api.demo import DEMO_CODES, seed_demo
 from api.demo.cast import draw_people
@@ -21,6 +24,7 @@ from api.ledger.check import check_ledger
 from api.portal.staff import authenticate
 from api.settlement.payouts import payouts_for_run
 from api.settlement.periods import business_date, last_due_day
+from api.vip.benefits import vip_multiplier
 
 MEMBERS = 40
 TABLES = (
@@ -34,6 +38,12 @@ TABLES = (
     "lots",
     "hold_lots",
     "idempotency_keys",
+    "charities",
+    "matching_campaigns",
+    "donations",
+    "monthly_donations",
+    "vip_subscriptions",
+    "payments",
 )
 
 
@@ -133,10 +143,12 @@ async def test_every_state_of_the_ledger_shows(demo, pool):
 async def test_every_till_write_went_through_the_partner_api_services(demo, pool):
     # Each request stores its idempotency key: one per earn, refund and burn
     # (a one-step burn captures in the same request), one more per capture or
-    # void sent later. Holds that lapsed were voided by the nightly job, keyless.
+    # void sent later. Holds that lapsed were voided by the nightly job, keyless;
+    # the VIP monthly bonuses are rewards the nightly job pays, keyless too.
     expected = await pool.fetchval(
         "SELECT count(*) + count(*) FILTER (WHERE kind = 'burn' AND status IN"
         "  ('captured', 'voided') AND finished_at > created_at) FROM transactions"
+        " WHERE kind <> 'reward'"
     )
     assert await pool.fetchval("SELECT count(*) FROM idempotency_keys") == expected
 
@@ -264,3 +276,68 @@ async def test_all_partners_but_the_cafe_can_be_paid(demo, pool):
     run = await payouts_for_run(pool, day)
     assert [(f.partner_code, f.code) for f in run.flagged] == [("cafe-de-hoek", "missing_iban")]
     assert all(p.iban for p in run.payouts)
+
+
+async def test_members_give_to_three_charities_and_the_supermarket_matches(demo, pool):
+    charities = await list_charities(pool, active_only=True)
+    assert len(charities) == 3
+    assert sum(c.anbi for c in charities) == 2
+    for charity in charities:
+        assert IBAN(charity.iban).country_code == "NL"
+        assert charity.logo_url and charity.logo_url.startswith("https://")
+        assert charity.donated_points > 0
+    gifts = await pool.fetchrow(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE matched_points > 0) AS matched,"
+        " count(*) FILTER (WHERE monthly_id IS NOT NULL) AS monthly,"
+        " count(DISTINCT member_id) AS members, min(created_at) AS first FROM donations"
+    )
+    assert gifts["matched"] > 0 and gifts["n"] > gifts["matched"]
+    assert gifts["monthly"] > 0 and gifts["members"] >= 3
+    assert gifts["first"] > datetime.now(UTC) - timedelta(days=366)
+    # One campaign, by the supermarket for the food bank, over the year: its
+    # budget ran out, never over.
+    campaigns = await list_campaigns(pool)
+    assert len(campaigns) == 1
+    campaign = campaigns[0]
+    partner = await pool.fetchval("SELECT code FROM partners WHERE id = $1", campaign.partner_id)
+    assert partner == "versmarkt"
+    assert campaign.used_points <= campaign.budget_points
+    assert campaign.used_points == campaign.budget_points
+    assert campaign.used_points == await pool.fetchval(
+        "SELECT sum(matched_points) FROM donations WHERE campaign_id = $1", campaign.id
+    )
+    last_match = await pool.fetchval(
+        "SELECT max(created_at) FROM donations WHERE campaign_id = $1", campaign.id
+    )
+    assert last_match < campaign.ends_at - timedelta(days=14)  # ran out during the year
+    orders = await pool.fetchval("SELECT count(*) FROM monthly_donations WHERE active")
+    assert orders >= 2
+    summary, _ = demo
+    assert f"{gifts['n']:,} donations" in summary and "3 charities" in summary
+
+
+async def test_some_members_are_vip_and_one_is_a_sample_card(demo, pool):
+    summary, data_dir = demo
+    now = datetime.now(UTC)
+    vip = await pool.fetch("SELECT member_id FROM vip_subscriptions WHERE status = 'active'")
+    assert len(vip) >= 3
+    for row in vip:
+        assert await vip_multiplier(pool, row["member_id"], now) == 1500
+    # Paid at the sandbox checkout, renewed off-session, with monthly bonuses.
+    assert await pool.fetchval("SELECT count(*) FROM payments WHERE status = 'paid'") > len(vip)
+    assert await pool.fetchval("SELECT count(*) FROM vip_bonus_grants") > len(vip)
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM transactions WHERE kind = 'earn' AND vip_multiplier_permille > 1000"
+        )
+        > 0
+    )
+    content = json.loads((data_dir / CREDENTIALS_FILE).read_text())
+    vip_samples = [m for m in content["sample_members"] if "VIP" in m["note"]]
+    assert vip_samples
+    vip_cards = await pool.fetch(
+        "SELECT card_number FROM members WHERE id = ANY($1::bigint[])",
+        [r["member_id"] for r in vip],
+    )
+    assert {m["card_number"] for m in vip_samples} <= {r["card_number"] for r in vip_cards}
+    assert f"card {vip_samples[0]['card_number']}" in summary
