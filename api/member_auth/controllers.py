@@ -37,6 +37,7 @@ from api.member_auth.pages import page
 from api.member_auth.redirects import safe_next
 from api.member_auth.sessions import revoke_session
 from api.web.state import Runtime, runtime
+from api.web.templates import as_sentence
 
 log = logging.getLogger("kring.member_auth")
 
@@ -72,11 +73,6 @@ async def _send(rt: Runtime, mail_id: int) -> None:
     """Send after commit; the caller tells the person if the mail server refused."""
     sender = mail_sender(rt.settings.smtp_url, rt.settings.mail_from)
     await deliver(rt.db, mail_id, sender, now=rt.clock.now())
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _set_short_cookie(
@@ -174,13 +170,13 @@ async def sign_in_send(request: Request[Any, Any, Any]) -> Response[str]:
             request,
             next_path=next_path,
             email=email,
-            error=_sentence(exc.detail),
+            error=as_sentence(exc.detail),
             status=429,
             retry_after=exc.retry_after_seconds,
         )
     except DomainError as exc:
         return _email_page(
-            request, next_path=next_path, email=email, error=_sentence(exc.detail), status=422
+            request, next_path=next_path, email=email, error=as_sentence(exc.detail), status=422
         )
     except MailNotSent:
         return _email_page(request, next_path=next_path, email=email, error=MAIL_FAILED, status=503)
@@ -274,12 +270,12 @@ async def sign_in_code(request: Request[Any, Any, Any]) -> Response[str]:
         return _code_page(
             request,
             ticket,
-            error=_sentence(exc.detail),
+            error=as_sentence(exc.detail),
             status=429,
             retry_after=exc.retry_after_seconds,
         )
     except DomainError as exc:
-        return _code_page(request, ticket, error=_sentence(exc.detail), status=exc.status)
+        return _code_page(request, ticket, error=as_sentence(exc.detail), status=exc.status)
     now = rt.clock.now()
     response: Response[str] = Redirect(safe_next(ticket.next_path), status_code=303)
     set_session_cookie(

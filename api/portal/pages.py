@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from api.portal.forms import format_cents
-from api.web.templates import Pages
+from api.web.templates import Pages, as_sentence
 
 HTMX_JS = "/static/vendor/htmx-2.0.11.min.js"
 PORTAL_CSS = "/static/css/portal.css"
@@ -23,14 +23,13 @@ def _card_tail(card_number: str) -> str:
     return "•••• " + card_number[-4:]
 
 
-def _sentence(text: str) -> str:
-    """Service messages are written lower-case for API clients; staff read sentences."""
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
-
-
 _pages = Pages(
-    filters={"cents": format_cents, "when": _when, "card_tail": _card_tail, "sentence": _sentence},
+    filters={
+        "cents": format_cents,
+        "when": _when,
+        "card_tail": _card_tail,
+        "sentence": as_sentence,
+    },
     globals={
         "htmx_js": HTMX_JS,
         "portal_css": PORTAL_CSS,

@@ -16,6 +16,7 @@ from api.errors import DomainError
 from api.member_auth.guards import WalletSession, require_wallet_csrf, wallet_session
 from api.wallet.pages import page
 from api.web.state import runtime
+from api.web.templates import as_sentence
 
 Who = NamedDependency[WalletSession]
 
@@ -61,15 +62,10 @@ async def challenge_join(
             rt.db, who.principal.member_id, challenge_id, rt.clock.now()
         )
     except DomainError as exc:
-        return await _page(request, who, error=_sentence(exc.detail), status=exc.status)
+        return await _page(request, who, error=as_sentence(exc.detail), status=exc.status)
     return await _page(
         request, who, notice=f"You joined “{joined.challenge.name}”: purchases from now count."
     )
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 challenge_wallet_router = Router(

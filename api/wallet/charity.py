@@ -28,14 +28,10 @@ from api.member_auth.guards import (
 )
 from api.wallet.pages import page
 from api.web.state import runtime
+from api.web.templates import as_sentence
 
 Who = NamedDependency[WalletSession]
 POINTS_INPUT_CHARS_MAX = 12
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _form_points(form: FormMultiDict, name: str) -> int:
@@ -124,7 +120,7 @@ async def donate(
         return await _charities_page(
             request,
             who,
-            error=_sentence(exc.detail),
+            error=as_sentence(exc.detail),
             failed_charity=charity_id,
             status=exc.status,
         )
@@ -154,7 +150,11 @@ async def set_monthly(
         )
     except DomainError as exc:
         return await _charities_page(
-            request, who, error=_sentence(exc.detail), failed_charity=charity_id, status=exc.status
+            request,
+            who,
+            error=as_sentence(exc.detail),
+            failed_charity=charity_id,
+            status=exc.status,
         )
     return await _donations_page(
         request,

@@ -29,7 +29,7 @@ from api.wallet import pwa
 from api.wallet.card import card_holder, card_number_groups, code128_svg, qr_svg
 from api.wallet.pages import page, render
 from api.web.state import Runtime, runtime
-from api.web.templates import HTML
+from api.web.templates import HTML, as_sentence
 
 Who = NamedDependency[WalletSession]
 HISTORY_PAGE_SIZE = 20
@@ -255,16 +255,11 @@ async def survey_answer(
             request,
             who,
             transaction_id,
-            error=_sentence(exc.detail),
+            error=as_sentence(exc.detail),
             status=exc.status,
             comment=comment,
         )
     return Redirect(f"/history/{ident}?rated=1", status_code=303)
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 async def _profile_page(
@@ -311,7 +306,7 @@ async def profile_save(request: Request[Any, Any, Any], who: Who) -> Response[st
     try:
         await profiles.update_profile(_rt(request).db, who.principal.member_id, changes)
     except DomainError as exc:
-        return await _profile_page(request, who, error=_sentence(exc.detail), status=exc.status)
+        return await _profile_page(request, who, error=as_sentence(exc.detail), status=exc.status)
     return await _profile_page(request, who, notice="Your profile is saved.")
 
 
@@ -359,7 +354,7 @@ async def profile_delete(request: Request[Any, Any, Any], who: Who) -> Response[
         message = (
             "Tick the box to confirm that you want to delete your account."
             if exc.code == "confirmation_required"
-            else _sentence(exc.detail)
+            else as_sentence(exc.detail)
         )
         return page(
             request,

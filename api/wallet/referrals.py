@@ -28,6 +28,7 @@ from api.member_auth.guards import (
 )
 from api.wallet.pages import page
 from api.web.state import runtime
+from api.web.templates import as_sentence
 
 Who = NamedDependency[WalletSession]
 REFER_PATH = "/refer"
@@ -37,11 +38,6 @@ CODE_FIELD = "code"
 def _refer_next(code: str) -> str:
     """Where sign-in from a join page leads: the refer page with the code in."""
     return f"{REFER_PATH}?{CODE_FIELD}={quote(code, safe='')}"
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _form_text(form: FormMultiDict, name: str) -> str:
@@ -97,7 +93,7 @@ async def refer_claim(request: Request[Any, Any, Any], who: Who) -> Response[str
         )
     except DomainError as exc:
         return await _refer_page(
-            request, who, entered=entered, error=_sentence(exc.detail), status=exc.status
+            request, who, entered=entered, error=as_sentence(exc.detail), status=exc.status
         )
     notice = (
         "You had already entered this code."

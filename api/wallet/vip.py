@@ -18,15 +18,11 @@ from api.member_auth.guards import WalletSession, require_wallet_csrf, wallet_se
 from api.vip import subscriptions, views
 from api.wallet.pages import page
 from api.web.state import runtime
+from api.web.templates import as_sentence
 
 Who = NamedDependency[WalletSession]
 VIP_PATH = "/vip"
 PLAN_FIELD_CHARS_MAX = 40
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 async def _vip_page(
@@ -80,7 +76,7 @@ async def vip_subscribe(request: Request[Any, Any, Any], who: Who) -> Response[A
             now=rt.clock.now(),
         )
     except DomainError as exc:
-        return await _vip_page(request, who, error=_sentence(exc.detail), status=exc.status)
+        return await _vip_page(request, who, error=as_sentence(exc.detail), status=exc.status)
     if started.checkout_url is None:
         return await _vip_page(request, who, notice="You are VIP.")
     return Redirect(started.checkout_url, status_code=303)
@@ -93,7 +89,7 @@ async def vip_cancel(request: Request[Any, Any, Any], who: Who) -> Response[str]
     try:
         sub = await subscriptions.cancel(rt.db, who.principal.member_id, rt.clock.now())
     except DomainError as exc:
-        return await _vip_page(request, who, error=_sentence(exc.detail), status=exc.status)
+        return await _vip_page(request, who, error=as_sentence(exc.detail), status=exc.status)
     notice = (
         "Your VIP membership has ended."
         if sub.status == "cancelled"
@@ -115,7 +111,7 @@ async def vip_resubscribe(request: Request[Any, Any, Any], who: Who) -> Response
             now=rt.clock.now(),
         )
     except DomainError as exc:
-        return await _vip_page(request, who, error=_sentence(exc.detail), status=exc.status)
+        return await _vip_page(request, who, error=as_sentence(exc.detail), status=exc.status)
     if started.checkout_url is None:
         return await _vip_page(request, who, notice="Welcome back: your VIP renews as before.")
     return Redirect(started.checkout_url, status_code=303)

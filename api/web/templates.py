@@ -73,3 +73,10 @@ def html(body: str, *, status: int = 200, cache: str = "no-store") -> Response[s
         media_type=HTML,
         headers={"Cache-Control": cache, "Vary": "HX-Request"},
     )
+
+
+def as_sentence(text: str) -> str:
+    """A problem's detail as a page shows it: domain messages are written
+    lower-case for API clients; people read sentences."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
