@@ -41,7 +41,8 @@
     var cancel = document.getElementById("scan-cancel");
     var help = document.getElementById("scan-help");
     var field = document.getElementById("card");
-    if (!button || !panel || !video || !status || !cancel || !help || !field) return;
+    var frame = document.getElementById("scanner-frame");
+    if (!frame || !button || !panel || !video || !status || !cancel || !help || !field) return;
     var form = field.form;
     var scanner = null; // made on first use, then started and paused
     var scanning = false;
@@ -92,6 +93,9 @@
           returnDetailedScanResult: true,
           preferredCamera: "environment",
           highlightScanRegion: true,
+          // Given an overlay, qr-scanner only positions it (CSSOM, allowed by the
+          // CSP); its own overlay is SVG markup with a style attribute, refused.
+          overlay: frame,
           maxScansPerSecond: 10,
           onDecodeError: function () {}, // every frame without a code; not worth saying
         });
