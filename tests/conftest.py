@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import asyncpg
 import httpx
 import pytest
 
+from api.admin_auth import accounts as admin_accounts
+from api.admin_auth.tokens import issue_admin_token
 from api.app import create_app
 from api.clock import ManualClock
 from api.coalition.members import create_member
@@ -27,6 +29,8 @@ from api.db import migrate
 from api.db.embedded import EmbeddedServer, ensure_database
 from api.db.pool import create_pool, transaction
 from api.ledger.check import check_ledger
+from api.member_auth.sessions import open_session
+from api.member_auth.tokens import MEMBER_API_AUDIENCE, issue_session_token
 from api.settings import Settings, load_settings
 from partners.client import PartnerClient
 
@@ -34,6 +38,8 @@ TEMPLATE_DB = "kring_template"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 _database_numbers = itertools.count(1)
 _codes = itertools.count(1)
+_admin_emails = itertools.count(1)
+JWT_SECRET = "test-secret-" + "x" * 40  # the `settings` fixture's
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +92,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(
         {
             "KRING_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-            "KRING_JWT_SECRET": "test-secret-" + "x" * 40,
+            "KRING_JWT_SECRET": JWT_SECRET,
         }
     )
 
@@ -151,3 +157,48 @@ async def balances(pool: asyncpg.Pool, card_number: str) -> dict[str, int]:
         card_number,
     )
     return {r["kind"].removeprefix("member_"): r["balance"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def bearer(
+    pool: asyncpg.Pool, clock: ManualClock, settings: Settings
+) -> Callable[[str], Awaitable[dict[str, str]]]:
+    """Headers with a member API access token for a card, minted as the
+    sign-in flow does."""
+
+    async def mint(card: str) -> dict[str, str]:
+        member = await pool.fetchrow(
+            "SELECT id, public_id FROM members WHERE card_number = $1", card
+        )
+        now = clock.now()
+        expires_at = now + timedelta(hours=1)
+        session_id = await transaction(
+            pool,
+            lambda conn: open_session(conn, member["id"], "api", now=now, expires_at=expires_at),
+        )
+        token = issue_session_token(
+            session_id,
+            member["public_id"],
+            audience=MEMBER_API_AUDIENCE,
+            secret=settings.jwt_secret or "",
+            now=now,
+            expires_at=expires_at,
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    return mint
+
+
+async def admin_headers(
+    pool: asyncpg.Pool, clock: ManualClock, role: str, email: str | None = None
+) -> dict[str, str]:
+    """Headers with an admin API token for a new admin of `role`."""
+    address = email or f"admin-{role}-{next(_admin_emails)}@example.com"
+    created = await transaction(
+        pool,
+        lambda conn: admin_accounts.create_admin(
+            conn, email=address, role=role, password="correct horse battery", now=clock.now()
+        ),
+    )
+    token = issue_admin_token(created.principal.admin_id, secret=JWT_SECRET, now=clock.now())
+    return {"Authorization": f"Bearer {token}"}

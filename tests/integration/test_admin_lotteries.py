@@ -9,22 +9,7 @@ from typing import Any
 
 import httpx
 
-from api.admin_auth import accounts
-from api.admin_auth.tokens import issue_admin_token
-from api.db.pool import transaction
-
-SECRET = "test-secret-" + "x" * 40  # tests/conftest.py's settings
-
-
-async def admin_headers(pool, clock, role: str, email: str) -> dict[str, str]:
-    created = await transaction(
-        pool,
-        lambda conn: accounts.create_admin(
-            conn, email=email, role=role, password="correct horse battery", now=clock.now()
-        ),
-    )
-    token = issue_admin_token(created.principal.admin_id, secret=SECRET, now=clock.now())
-    return {"Authorization": f"Bearer {token}"}
+from tests.conftest import admin_headers
 
 
 def lottery_body(clock, **overrides: Any) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from api.ledger.check import check_ledger
 from api.ledger.lots import release_due
 from tests.conftest import balances
 from tests.integration.test_admin_lotteries import admin_headers
-from tests.integration.test_member_api import bearer as bearer  # the fixture
 from tests.integration.test_member_api import problem_code
 from tests.integration.test_wallet_pages import wallet_client
 

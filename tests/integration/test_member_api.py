@@ -5,41 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import uuid4
 
-import pytest
-
 from api.coalition.member_profile import ACCOUNT_DELETION_CONFIRMATION
 from api.db.pool import transaction
 from api.ledger.lots import release_due
-from api.member_auth.sessions import open_session
-from api.member_auth.tokens import MEMBER_API_AUDIENCE, issue_session_token
 from tests.conftest import balances
-
-
-@pytest.fixture(scope="module")
-def bearer(pool, clock, settings):
-    """Headers with a member API access token, minted as the sign-in flow does."""
-
-    async def mint(card: str) -> dict[str, str]:
-        member = await pool.fetchrow(
-            "SELECT id, public_id FROM members WHERE card_number = $1", card
-        )
-        now = clock.now()
-        expires_at = now + timedelta(hours=1)
-        session_id = await transaction(
-            pool,
-            lambda conn: open_session(conn, member["id"], "api", now=now, expires_at=expires_at),
-        )
-        token = issue_session_token(
-            session_id,
-            member["public_id"],
-            audience=MEMBER_API_AUDIENCE,
-            secret=settings.jwt_secret or "",
-            now=now,
-            expires_at=expires_at,
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-    return mint
 
 
 def problem_code(response) -> str:

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from api.admin_auth import accounts
-from api.admin_auth.tokens import issue_admin_token
 from api.db.pool import transaction
 from api.engagement.referrals import (
     CODE_ALPHABET,
@@ -25,39 +23,9 @@ from api.engagement.referrals import (
     referral_code,
 )
 from api.ledger.check import check_ledger
-from api.member_auth.sessions import open_session
-from api.member_auth.tokens import MEMBER_API_AUDIENCE, issue_session_token
-from tests.conftest import balances
+from tests.conftest import admin_headers, balances
 
-SECRET = "test-secret-" + "x" * 40  # tests/conftest.py's settings
 _emails = count(1)
-
-
-@pytest.fixture(scope="module")
-def bearer(pool, clock, settings):
-    """Headers with a member API access token, minted as the sign-in flow does."""
-
-    async def mint(card: str) -> dict[str, str]:
-        member = await pool.fetchrow(
-            "SELECT id, public_id FROM members WHERE card_number = $1", card
-        )
-        now = clock.now()
-        expires_at = now + timedelta(hours=1)
-        session_id = await transaction(
-            pool,
-            lambda conn: open_session(conn, member["id"], "api", now=now, expires_at=expires_at),
-        )
-        token = issue_session_token(
-            session_id,
-            member["public_id"],
-            audience=MEMBER_API_AUDIENCE,
-            secret=settings.jwt_secret or "",
-            now=now,
-            expires_at=expires_at,
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-    return mint
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +38,6 @@ def member(make_member):
         )
 
     return make
-
-
-async def admin_headers(pool, clock, role: str, email: str) -> dict[str, str]:
-    created = await transaction(
-        pool,
-        lambda conn: accounts.create_admin(
-            conn, email=email, role=role, password="correct horse battery", now=clock.now()
-        ),
-    )
-    token = issue_admin_token(created.principal.admin_id, secret=SECRET, now=clock.now())
-    return {"Authorization": f"Bearer {token}"}
 
 
 def problem_code(response) -> str:

@@ -19,7 +19,6 @@ from api.money import AMOUNT_CENTS_MAX, POINTS_MAX
 from api.partner_api.schemas import RECONCILIATION_BODY_BYTES_MAX
 from api.settlement.reconciliation import RECONCILIATION_ROWS_MAX
 from api.web.security_headers import API_DOCS_CSP, HSTS, NON_HTML_CSP, PAGE_CSP
-from tests.integration.test_member_api import bearer  # noqa: F401 (a fixture)
 from tests.integration.test_reconciliation import assert_problem, token_for
 from tests.integration.test_wallet_pages import wallet_client
 
@@ -164,7 +163,7 @@ async def test_an_oversized_partner_api_body_is_413(make_partner, http) -> None:
     assert_security_headers(response)
 
 
-async def test_an_oversized_member_api_body_is_413(http, member, bearer) -> None:  # noqa: F811
+async def test_an_oversized_member_api_body_is_413(http, member, bearer) -> None:
     headers = await bearer(member["card"]) | {"content-type": "application/json"}
     body = json.dumps({"display_name": "x" * _TOO_LARGE}).encode()
     response = await http.patch("/member/v1/profile", content=body, headers=headers)

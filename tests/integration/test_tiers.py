@@ -7,30 +7,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from api.admin_auth import accounts
-from api.admin_auth.tokens import issue_admin_token
 from api.coalition.member_views import member_history, member_summary
-from api.db.pool import transaction
 from api.engagement.tiers import review_month, review_tiers, tier_progress
 from api.ledger.check import check_ledger
 from api.ledger.lots import release_due
 from api.settlement.periods import SETTLEMENT_DELAY, business_date, day_end
 from api.settlement.position import liability_now, programme_position
 from api.settlement.run import settle_due
-from tests.conftest import balances
-
-SECRET = "test-secret-" + "x" * 40  # tests/conftest.py's settings
-
-
-async def admin_headers(pool, clock, role: str, email: str) -> dict[str, str]:
-    created = await transaction(
-        pool,
-        lambda conn: accounts.create_admin(
-            conn, email=email, role=role, password="correct horse battery", now=clock.now()
-        ),
-    )
-    token = issue_admin_token(created.principal.admin_id, secret=SECRET, now=clock.now())
-    return {"Authorization": f"Bearer {token}"}
+from tests.conftest import admin_headers, balances
 
 
 async def member_id_of(pool, card: str) -> int:

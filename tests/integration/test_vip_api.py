@@ -9,59 +9,12 @@ import re
 from datetime import timedelta
 from itertools import count
 
-import pytest
-
-from api.admin_auth import accounts
-from api.admin_auth.tokens import issue_admin_token
-from api.db.pool import transaction
 from api.engagement.audience import in_audience
-from api.member_auth.sessions import open_session
-from api.member_auth.tokens import MEMBER_API_AUDIENCE, issue_session_token
 from api.payments import sandbox
+from tests.conftest import admin_headers
 from tests.integration.test_wallet_pages import wallet_client
 
-SECRET = "test-secret-" + "x" * 40  # tests/conftest.py's settings
 _admins = count(1)
-
-
-@pytest.fixture(scope="module")
-def member_headers(pool, clock, settings):
-    async def mint(card: str) -> dict[str, str]:
-        member = await pool.fetchrow(
-            "SELECT id, public_id FROM members WHERE card_number = $1", card
-        )
-        now = clock.now()
-        expires_at = now + timedelta(hours=1)
-        session_id = await transaction(
-            pool,
-            lambda conn: open_session(conn, member["id"], "api", now=now, expires_at=expires_at),
-        )
-        token = issue_session_token(
-            session_id,
-            member["public_id"],
-            audience=MEMBER_API_AUDIENCE,
-            secret=settings.jwt_secret or "",
-            now=now,
-            expires_at=expires_at,
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-    return mint
-
-
-async def admin_headers(pool, clock, role: str) -> dict[str, str]:
-    created = await transaction(
-        pool,
-        lambda conn: accounts.create_admin(
-            conn,
-            email=f"vip-{role}-{next(_admins)}@example.com",
-            role=role,
-            password="correct horse battery",
-            now=clock.now(),
-        ),
-    )
-    token = issue_admin_token(created.principal.admin_id, secret=SECRET, now=clock.now())
-    return {"Authorization": f"Bearer {token}"}
 
 
 def problem_code(response) -> str:
@@ -76,14 +29,14 @@ async def pay(pool, clock, checkout_url: str) -> None:
 
 
 async def test_member_subscribes_cancels_and_resubscribes(
-    http, make_partner, make_member, client_for, member_headers, pool, clock
+    http, make_partner, make_member, client_for, bearer, pool, clock
 ):
     shop = await make_partner()
     card = await make_member()
     async with client_for(shop) as client:
         await client.earn(card_number=card, amount_cents=20_000, currency="EUR")  # 200 points
     clock.advance(timedelta(seconds=1))
-    headers = await member_headers(card)
+    headers = await bearer(card)
 
     overview = (await http.get("/member/v1/vip/", headers=headers)).json()
     assert overview["is_vip"] is False and overview["subscription"] is None
