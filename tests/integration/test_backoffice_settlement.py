@@ -254,6 +254,41 @@ async def test_run_approve_and_pay_from_the_pages(
         )
 
 
+async def test_two_starts_of_one_day_make_one_job_and_one_run(
+    http: httpx.AsyncClient, pool: Any, clock: Any
+) -> None:
+    # The day after the first test's: its entries (none) close in one run.
+    day = business_date(clock.now())
+    clock.set(day_end(day) + timedelta(hours=1))
+    first = await backoffice_session(http, pool, clock, "owner")
+    second = await backoffice_session(http, pool, clock, "finance")
+    jobs_before = await pool.fetchval("SELECT count(*) FROM settlement_jobs")
+    answers = await asyncio.gather(
+        http.post("/backoffice/settlement/runs", headers=first, data={"day": str(day)}),
+        http.post("/backoffice/settlement/runs", headers=second, data={"day": str(day)}),
+    )
+    assert [a.status_code for a in answers] == [303, 303]
+    locations = {a.headers["location"] for a in answers}
+    jobs = [loc for loc in locations if "/jobs/" in loc]
+    # Both watch the one job, or the second found the day settled already.
+    assert len(jobs) == 1, locations
+    done = await wait_for_job(http, jobs[0], second)
+    assert "Done: 1 of 1 days settled." in done
+    assert await pool.fetchval("SELECT count(*) FROM settlement_jobs") == jobs_before + 1
+    assert (
+        await pool.fetchval("SELECT count(*) FROM settlement_runs WHERE business_date = $1", day)
+        == 1
+    )
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM admin_audit_log WHERE action = 'settlement.run.start'"
+            " AND subject = $1",
+            f"settlement_run:{day.isoformat()}",
+        )
+        == 1
+    )
+
+
 async def test_a_day_that_has_not_ended_or_a_bad_day_is_refused(
     http: httpx.AsyncClient, pool: Any, clock: Any
 ) -> None:
