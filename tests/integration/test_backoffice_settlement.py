@@ -19,8 +19,10 @@ import httpx
 import pytest
 import xmlschema
 
+from api.errors import DomainError
 from api.ledger.lots import release_due
 from api.settings import Settings, load_settings
+from api.settlement import jobs
 from api.settlement.payouts import PAIN001_SCHEMA
 from api.settlement.periods import business_date, day_end
 from tests.conftest import JWT_SECRET, backoffice_session
@@ -302,3 +304,34 @@ async def test_a_day_that_has_not_ended_or_a_bad_day_is_refused(
     empty = await http.post("/backoffice/settlement/runs", headers=owner, data={})
     assert empty.status_code == 422
     assert await pool.fetchval("SELECT count(*) FROM settlement_jobs") == jobs_before
+
+
+async def test_a_failed_job_says_why_and_the_day_can_be_started_again(
+    http: httpx.AsyncClient, pool: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = business_date(clock.now())
+    clock.set(day_end(day) + timedelta(hours=1))
+    owner = await backoffice_session(http, pool, clock, "owner")
+
+    async def refuse(*_: Any, **__: Any) -> None:
+        raise DomainError("the database said no", code="test_refusal")
+
+    monkeypatch.setattr(jobs, "settle_day", refuse)
+    first = await http.post("/backoffice/settlement/runs", headers=owner, data={"day": str(day)})
+    failed = await wait_for_job(http, first.headers["location"], owner)
+    assert 'data-status="failed"' in failed
+    assert "Stopped after 0 of 1 days: The database said no." in failed
+    assert (
+        await pool.fetchval("SELECT count(*) FROM settlement_runs WHERE business_date = $1", day)
+        == 0
+    )
+
+    monkeypatch.undo()
+    second = await http.post("/backoffice/settlement/runs", headers=owner, data={"day": str(day)})
+    assert second.headers["location"] != first.headers["location"]
+    done = await wait_for_job(http, second.headers["location"], owner)
+    assert "Done: 1 of 1 days settled." in done
+    statuses = await pool.fetch(
+        "SELECT status FROM settlement_jobs WHERE business_date = $1 ORDER BY id", day
+    )
+    assert [r["status"] for r in statuses] == ["failed", "done"]
