@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -556,7 +556,12 @@ def payouts(
 ) -> None:
     """Write the SEPA payout file (pain.001) for a settled day; list flagged partners."""
     from api.errors import DomainError
-    from api.settlement.payouts import DebtorAccount, build_pain001, payouts_for_run
+    from api.settlement.payouts import (
+        DebtorAccount,
+        build_pain001,
+        next_weekday,
+        payouts_for_run,
+    )
     from api.settlement.periods import business_date
     from api.settlement.statements import euros
 
@@ -571,7 +576,7 @@ def payouts(
     assert settings.payout_bic is not None  # settings derive it or refuse to start
     debtor = DebtorAccount(settings.payout_account_name, settings.payout_iban, settings.payout_bic)
     today = business_date(Clock().now())
-    when = execution_date.date() if execution_date is not None else _next_weekday(today)
+    when = execution_date.date() if execution_date is not None else next_weekday(today)
     if when < today:
         click.echo(f"kring: --execution-date {when} is in the past", err=True)
         sys.exit(2)
@@ -619,14 +624,6 @@ def payouts(
         f"wrote {path}: {len(run.payouts)} payout(s), EUR {euros(run.payout_cents)},"
         f" paid on {when} from {debtor.iban}"
     )
-
-
-def _next_weekday(day: date) -> date:
-    """The first Monday-to-Friday after `day` (banks move a holiday to their next day)."""
-    day += timedelta(days=1)
-    while day.isoweekday() > 5:
-        day += timedelta(days=1)
-    return day
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

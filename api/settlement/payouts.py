@@ -29,7 +29,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
@@ -125,6 +125,15 @@ class FlaggedPayout:
     amount_cents: int
     code: str  # missing_iban, invalid_iban, invalid_bic, account_holder_required
     reason: str
+
+
+def next_weekday(day: date) -> date:
+    """The first Monday-to-Friday after `day` (banks move a holiday to their next day):
+    the default execution date of a payout file made on `day`."""
+    day += timedelta(days=1)
+    while day.isoweekday() > 5:
+        day += timedelta(days=1)
+    return day
 
 
 def payout_references(partner_code: str, period_end: date) -> tuple[str, str]:

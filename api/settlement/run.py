@@ -78,27 +78,42 @@ class RunResult:
     entries: int
 
 
-async def settle_day(pool: asyncpg.Pool, day: date, now: datetime) -> RunResult:
-    """Close business day `day`: safe to call again, and from two workers at once."""
+async def settle_day(
+    pool: asyncpg.Pool, day: date, now: datetime, *, started_by_admin_id: int | None = None
+) -> RunResult:
+    """Close business day `day`: safe to call again, and from two workers at once.
+
+    `started_by_admin_id` names the admin who asked for it from the back-office
+    (None for the periodic job); they may not approve the run's payouts."""
     period_end = day_end(day)
     if period_end > now:
         raise DomainError(f"{day} has not ended yet", code="period_not_over")
-    return await transaction(pool, lambda conn: _settle(conn, day, period_end, now))
+    return await transaction(
+        pool, lambda conn: _settle(conn, day, period_end, now, started_by_admin_id)
+    )
+
+
+async def unsettled_days(conn: asyncpg.Connection | asyncpg.Pool, target: date) -> list[date]:
+    """The days a settlement up to `target` must close, oldest first: every
+    day after the last settled one (or, before the first run, from the day of
+    the first booked entry), at most CATCH_UP_DAYS_MAX + 1 of them, so a
+    caller can tell "too many" from "exactly the maximum"."""
+    last = await conn.fetchval("SELECT max(business_date) FROM settlement_runs")
+    if last is None:
+        first_booked = await conn.fetchval("SELECT min(booked_at) FROM journal_entries")
+        last = target - timedelta(days=1) if first_booked is None else _day_before(first_booked)
+    days: list[date] = []
+    day = last + timedelta(days=1)
+    while day <= target and len(days) <= CATCH_UP_DAYS_MAX:
+        days.append(day)
+        day += timedelta(days=1)
+    return days
 
 
 async def settle_due(pool: asyncpg.Pool, now: datetime) -> list[RunResult]:
     """Settle every day that has ended and has no run yet, oldest first (the job)."""
-    results: list[RunResult] = []
-    last = await pool.fetchval("SELECT max(business_date) FROM settlement_runs")
-    target = last_due_day(now)
-    if last is None:
-        first_booked = await pool.fetchval("SELECT min(booked_at) FROM journal_entries")
-        last = target - timedelta(days=1) if first_booked is None else _day_before(first_booked)
-    day = last + timedelta(days=1)
-    while day <= target and len(results) < CATCH_UP_DAYS_MAX:
-        results.append(await settle_day(pool, day, now))
-        day += timedelta(days=1)
-    return results
+    days = await unsettled_days(pool, last_due_day(now))
+    return [await settle_day(pool, day, now) for day in days[:CATCH_UP_DAYS_MAX]]
 
 
 def _day_before(moment: datetime) -> date:
@@ -106,7 +121,11 @@ def _day_before(moment: datetime) -> date:
 
 
 async def _settle(
-    conn: asyncpg.Connection, day: date, period_end: datetime, now: datetime
+    conn: asyncpg.Connection,
+    day: date,
+    period_end: datetime,
+    now: datetime,
+    started_by_admin_id: int | None = None,
 ) -> RunResult:
     latest = await conn.fetchval("SELECT max(business_date) FROM settlement_runs")
     if latest is not None and latest >= day:
@@ -130,11 +149,12 @@ async def _settle(
     # for their actual parameters.
     await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
     run_id = await conn.fetchval(
-        "INSERT INTO settlement_runs (business_date, period_end, started_at) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING RETURNING id",
+        "INSERT INTO settlement_runs (business_date, period_end, started_at, started_by_admin_id)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
         day,
         period_end,
         now,
+        started_by_admin_id,
     )
     if run_id is None:  # another worker settled it while we waited on its claim
         done = await conn.fetchrow(
