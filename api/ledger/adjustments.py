@@ -178,8 +178,11 @@ async def _member(conn: asyncpg.Connection, member_id: int) -> MemberAccounts:
 
 
 def _audit_view(adjustment: Adjustment) -> dict[str, Any]:
+    # No names, e-mail addresses or card numbers: the audit log is append-only,
+    # and a member's erasure must not leave their personal data behind in it.
     view = asdict(adjustment)
-    view.pop("replayed")
+    for personal in ("replayed", "card_number", "member_name"):
+        view.pop(personal)
     return view
 
 
@@ -211,6 +214,14 @@ SELECT {ENTRY_RESULT}, (SELECT coalesce(sum(points), 0) FROM consumed) AS taken
 """)
 
 
+def _require_points(member: MemberAccounts, points: int) -> None:
+    if points < 0 and member.available < -points:
+        raise InsufficientPoints(
+            f"the member has {member.available:,} points available; a debit of"
+            f" {-points:,} would overdraw them"
+        )
+
+
 async def _book(
     conn: asyncpg.Connection, member: MemberAccounts, points: int, now: datetime
 ) -> int:
@@ -226,11 +237,7 @@ async def _book(
             "expires_at": add_months(now, POINTS_EXPIRE_AFTER_MONTHS),
         }
     else:
-        if member.available < -points:
-            raise InsufficientPoints(
-                f"the member has {member.available:,} points available; a debit of"
-                f" {-points:,} would overdraw them"
-            )
+        _require_points(member, points)
         postings.move(member.available_id, adjustments_id, -points)
         query = _DEBIT
         values = {"member_id": member.member_id, "take_points": -points, "skip_lot_id": None}
@@ -306,6 +313,9 @@ async def _request(
         raise Conflict("this member's account is closed", code="member_closed")
     points = request.signed_points
     needs_approval = request.points > threshold_points
+    # Refused at once even when it would wait: a checker should not be asked to
+    # approve what cannot be booked. `_book` checks again, for what changed since.
+    _require_points(member, points)
     before_points = member.available
     entry_id = None if needs_approval else await _book(conn, member, points, now)
     try:

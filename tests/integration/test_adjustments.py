@@ -323,16 +323,28 @@ async def test_a_debit_beyond_the_balance_is_refused_and_writes_nothing(
         " (SELECT count(*) FROM admin_audit_log) AS audits"
     )
     assert dict(after) == dict(before)
-    # A large debit may be requested; if the points are gone by approval, the
-    # approval is refused and the adjustment stays pending.
+    # A large debit beyond the balance is refused when requested, too.
+    with pytest.raises(DomainError) as refused:
+        await adjustments.request_adjustment(
+            pool, maker, ask(member, "debit", 600), threshold_points=THRESHOLD, now=clock.now()
+        )
+    assert refused.value.code == "insufficient_points"
+    # If the points are gone by approval, the approval is refused and the
+    # adjustment stays pending.
+    await adjustments.request_adjustment(
+        pool, maker, ask(member, "credit", 500), threshold_points=THRESHOLD, now=clock.now()
+    )
     large = await adjustments.request_adjustment(
         pool, maker, ask(member, "debit", 600), threshold_points=THRESHOLD, now=clock.now()
+    )
+    await adjustments.request_adjustment(
+        pool, maker, ask(member, "debit", 300), threshold_points=THRESHOLD, now=clock.now()
     )
     with pytest.raises(DomainError) as short:
         await adjustments.approve_adjustment(pool, checker, large.id, now=clock.now())
     assert short.value.code == "insufficient_points"
     assert (await adjustments.get_adjustment(pool, large.id)).status == "pending"
-    assert (await balances(pool, card))["available"] == 200
+    assert (await balances(pool, card))["available"] == 400
     assert [r["action"] for r in await audit_rows(pool, large.id)] == ["adjustment.requested"]
 
 
