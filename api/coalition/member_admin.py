@@ -36,7 +36,7 @@ from api.vip.window import vip_multiplier_at
 MEMBER_STATUSES = ("active", "blocked", "closed")
 SEARCH_CHARS_MAX = 100
 PAGE_SIZE_MAX = 100
-CARD_DIGITS_MIN = 3  # fewer digits match half the cards: search names and e-mail only
+CARD_DIGITS_MIN = 3  # fewer digits grouped with spaces match half the cards
 
 
 # Search ----------------------------------------------------------------------
@@ -72,6 +72,13 @@ class MemberRow:
     created_at: datetime
 
 
+# What a search looks in: the expression of the trigram index
+# `members_search_trgm` (migration 0015), written the same so the planner uses it.
+SEARCH_TEXT = (
+    "(coalesce(m.email, '') || ' ' || coalesce(m.display_name, '') || ' ' || m.card_number)"
+)
+
+
 def _like(text: str) -> str:
     """A LIKE pattern that finds `text` anywhere, its wildcards taken literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -97,10 +104,15 @@ def _search_sql(search: MemberSearch, after_id: int | None) -> tuple[str, list[A
 
     text = search.text.strip()
     if text:
-        pattern = arg(_like(text))
-        matches = [f"m.email ILIKE {pattern}", f"m.display_name ILIKE {pattern}"]
+        matches = [f"{SEARCH_TEXT} ILIKE {arg(_like(text))}"]
         digits = "".join(ch for ch in text if ch not in " -")
-        if digits.isascii() and digits.isdigit() and len(digits) >= CARD_DIGITS_MIN:
+        if (
+            digits != text
+            and digits.isascii()
+            and digits.isdigit()
+            and len(digits) >= CARD_DIGITS_MIN
+        ):
+            # A card number typed in groups ("6048 1234"): as printed on the card.
             matches.append(f"m.card_number LIKE {arg(_like(digits))}")
         conditions.append("(" + " OR ".join(matches) + ")")
     if search.status is not None:

@@ -52,18 +52,22 @@ CREATE INDEX adjustments_pending ON adjustments (id DESC) WHERE status = 'pendin
 CREATE INDEX adjustments_status ON adjustments (status, id DESC);
 CREATE INDEX adjustments_member ON adjustments (member_id, id DESC);
 
--- Back-office member search: partial, case-insensitive matches on e-mail,
--- name and card number (ILIKE '%…%'), which a btree cannot serve.
+-- Back-office member search: partial, case-insensitive matches (ILIKE '%…%')
+-- on e-mail, name and card number, which a btree cannot serve. One trigram
+-- index over the three together: with one index per column the planner
+-- costs a BitmapOr of three above a sequential scan (measured: 140 ms on
+-- 50,000 members against 7 ms with this one). The expression is
+-- api/coalition/member_admin.py SEARCH_TEXT; they must stay the same. Card
+-- numbers typed with spaces use the card number's own index.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE INDEX members_email_trgm ON members USING gin (email gin_trgm_ops);
-CREATE INDEX members_display_name_trgm ON members USING gin (display_name gin_trgm_ops);
+CREATE INDEX members_search_trgm ON members USING gin (
+    (coalesce(email, '') || ' ' || coalesce(display_name, '') || ' ' || card_number) gin_trgm_ops);
 CREATE INDEX members_card_number_trgm ON members USING gin (card_number gin_trgm_ops)
 """
 
 DOWNGRADE = """
 DROP INDEX members_card_number_trgm;
-DROP INDEX members_display_name_trgm;
-DROP INDEX members_email_trgm;
+DROP INDEX members_search_trgm;
 DROP TABLE adjustments
 """
 

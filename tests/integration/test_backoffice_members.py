@@ -236,8 +236,9 @@ async def test_block_and_unblock_are_audited_and_stop_earning(
     assert bad.status_code == 422
 
 
-async def test_a_blocked_card_cannot_earn(
+async def test_a_blocked_member_cannot_earn_or_use_a_session(
     http: httpx.AsyncClient,
+    bearer: Any,
     sessions: dict[str, dict[str, str]],
     make_member: Any,
     make_partner: Any,
@@ -246,11 +247,15 @@ async def test_a_blocked_card_cannot_earn(
 ) -> None:
     card = await make_member()
     member = await member_id_of(pool, card)
+    api_session = await bearer(card)
+    assert (await http.get("/member/v1/me", headers=api_session)).status_code == 200
     await http.post(
         f"/backoffice/members/{member}/status",
         data={"status": "blocked"},
         headers=sessions["owner"],
     )
+    # The member's live API session stops working at once.
+    assert (await http.get("/member/v1/me", headers=api_session)).status_code == 401
     async with client_for(await make_partner()) as shop:
         with pytest.raises(PartnerApiError) as refused:
             await shop.earn(card, 1000, "EUR", idempotency_key="blocked-earn")
