@@ -429,3 +429,14 @@ async def test_adjustments_through_the_pages(
         ("adjustment", "-500", "Typo"),
         ("adjustment", "2000", "Outage in March"),
     ]
+
+
+async def test_the_ledger_pages_with_a_cursor(greta: str, pool: Any) -> None:
+    member = await member_id_of(pool, greta)
+    whole = await member_admin.member_ledger(pool, member, limit=10)
+    first = await member_admin.member_ledger(pool, member, limit=1)
+    rest = await member_admin.member_ledger(
+        pool, member, limit=10, cursor=member_admin.ledger_cursor(first[-1])
+    )
+    assert len(whole) >= 2
+    assert [r.entry_id for r in first + rest] == [r.entry_id for r in whole]
