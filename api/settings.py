@@ -63,6 +63,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # What the programme pays a charity for each point given to it, in
     # micro-euros (8000 = 0.8 cent), at the monthly charity settlement.
     charity_point_price_micros: int = 8000
+    # Manual adjustments (api/ledger/adjustments.py) of more than this many
+    # points wait for a second admin's approval; up to it they are booked at
+    # once. 0: every adjustment needs a second admin.
+    adjustment_approval_points: int = 500
 
 
 ENV_NAMES: dict[str, str] = {
@@ -86,6 +90,7 @@ ENV_NAMES: dict[str, str] = {
     "mollie_api_url": "KRING_MOLLIE_API_URL",
     "public_url": "KRING_PUBLIC_URL",
     "charity_point_price_micros": "KRING_CHARITY_POINT_PRICE_MICROS",
+    "adjustment_approval_points": "KRING_ADJUSTMENT_APPROVAL_POINTS",
 }
 
 _POSITIVE_INTS = (
@@ -97,6 +102,11 @@ _POSITIVE_INTS = (
     "engagement_interval_seconds",
     "charity_point_price_micros",
 )
+# Whole numbers where 0 means something (`adjustment_approval_points`: always ask).
+_NON_NEGATIVE_INTS = ("adjustment_approval_points",)
+# No adjustment is larger (the adjustments table's CHECK), so a higher
+# threshold would only hide a typo.
+ADJUSTMENT_APPROVAL_POINTS_MAX = 10_000_000
 JWT_SECRET_BYTES_MIN = 32
 
 
@@ -112,6 +122,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         elif field in _POSITIVE_INTS:
             if not value.isdigit() or int(value) <= 0:
                 raise SettingsError(f"{name} must be a positive whole number, got {value!r}")
+            raw[field] = int(value)
+        elif field in _NON_NEGATIVE_INTS:
+            if (
+                not (value.isascii() and value.isdigit())
+                or int(value) > ADJUSTMENT_APPROVAL_POINTS_MAX
+            ):
+                raise SettingsError(
+                    f"{name} must be a whole number from 0 to {ADJUSTMENT_APPROVAL_POINTS_MAX},"
+                    f" got {value!r}"
+                )
             raw[field] = int(value)
         else:
             raw[field] = value

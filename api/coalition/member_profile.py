@@ -344,6 +344,12 @@ async def delete_account(
     return await transaction(pool, lambda conn: _delete(conn, member_id, now))
 
 
+async def delete_account_on(conn: asyncpg.Connection, member_id: int, *, now: datetime) -> Closure:
+    """`delete_account` in the caller's transaction, for a caller that writes
+    its own record of it there (the back-office's audit row)."""
+    return await _delete(conn, member_id, now)
+
+
 async def _delete(conn: asyncpg.Connection, member_id: int, now: datetime) -> Closure:
     member = await lock_member(conn, member_id)
     if member is None:

@@ -91,6 +91,25 @@ CHECKS: dict[str, str] = {
                    GROUP BY charity_id) x ON x.charity_id = a.charity_id
         WHERE a.kind = 'charity_money' AND a.balance <> coalesce(x.cents, 0)
         ORDER BY a.charity_id LIMIT 100""",
+    # Manual adjustments (api/ledger/adjustments.py): a booked adjustment is one
+    # `adjustment` entry that moved exactly its points on the member's available
+    # account, and every such entry belongs to one booked adjustment.
+    "booked adjustment differs from its journal entry": """
+        SELECT a.id AS adjustment_id, a.points, e.kind, coalesce(sum(p.amount), 0) AS moved
+        FROM adjustments a
+        LEFT JOIN journal_entries e ON e.id = a.entry_id
+        LEFT JOIN postings p ON p.entry_id = e.id
+            AND p.account_id = (SELECT id FROM accounts
+                                WHERE member_id = a.member_id AND kind = 'member_available')
+        WHERE a.status = 'booked'
+        GROUP BY a.id, a.points, e.kind
+        HAVING e.kind IS DISTINCT FROM 'adjustment' OR coalesce(sum(p.amount), 0) <> a.points
+        LIMIT 100""",
+    "adjustment entry without its booked adjustment": """
+        SELECT e.id AS entry_id FROM journal_entries e
+        WHERE e.kind = 'adjustment'
+          AND NOT EXISTS (SELECT FROM adjustments a WHERE a.entry_id = e.id AND a.status = 'booked')
+        ORDER BY e.id LIMIT 100""",
     "points are not conserved across all accounts": """
         SELECT unit, sum(balance) AS total FROM accounts GROUP BY unit HAVING sum(balance) <> 0""",
     # Settlement (api/settlement/run.py): every entry in exactly one statement

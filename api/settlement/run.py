@@ -392,7 +392,7 @@ WITH run_entries AS (
     JOIN journal_entries e ON e.id = se.entry_id
     WHERE s.run_id = $1
       AND e.kind IN ('capture', 'refund', 'reward_reversal', 'expire', 'forfeit', 'lottery_ticket',
-                     'donation')
+                     'donation', 'adjustment')
 ),
 hold AS (
     SELECT hl.points, l.price_micros, t.points - t.points_captured AS restore,
@@ -429,8 +429,9 @@ expired AS (
     FROM run_entries r
     JOIN lot_expiries x ON x.entry_id = r.id
     JOIN lots l ON l.id = x.lot_id
-    -- closed accounts', tickets' and donations' points too
-    WHERE r.kind IN ('expire', 'forfeit', 'lottery_ticket', 'donation')
+    -- closed accounts', tickets', donations' and debit adjustments' points too
+    -- (a credit adjustment's lot is priced 0 and has no lot_expiries rows)
+    WHERE r.kind IN ('expire', 'forfeit', 'lottery_ticket', 'donation', 'adjustment')
 )
 SELECT captured.points AS captured_points, captured.micros AS captured_micros,
        refunded.points AS refunded_points, refunded.micros AS refunded_micros,

@@ -84,3 +84,21 @@ def test_named_sql_parameters_compile_to_positions_and_skip_casts() -> None:
     assert query.args({"a": 1, "b": 2}) == [1, 2]
     with pytest.raises(KeyError, match="b"):
         query.args({"a": 1})
+
+
+def test_adjustment_approval_threshold_is_a_whole_number_of_points(tmp_path: Path) -> None:
+    base = {"KRING_DATA_DIR": str(tmp_path)}
+    assert load_settings(base).adjustment_approval_points == 500
+    assert (
+        load_settings({**base, "KRING_ADJUSTMENT_APPROVAL_POINTS": "0"}).adjustment_approval_points
+        == 0
+    )
+    assert (
+        load_settings(
+            {**base, "KRING_ADJUSTMENT_APPROVAL_POINTS": "2500"}
+        ).adjustment_approval_points
+        == 2500
+    )
+    for bad in ("-1", "1.5", "many", "10000001"):
+        with pytest.raises(SettingsError, match="KRING_ADJUSTMENT_APPROVAL_POINTS"):
+            load_settings({**base, "KRING_ADJUSTMENT_APPROVAL_POINTS": bad})
