@@ -19,6 +19,7 @@ MARK_ACTIVITY_CTE = """
 marked AS (
     INSERT INTO engagement_activity (member_id, booked_at)
     SELECT :member_id::bigint, :booked_at::timestamptz FROM go
+    RETURNING id
 )"""
 
 

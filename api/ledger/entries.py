@@ -75,7 +75,27 @@ class Postings:
 
 
 # Guarded kinds are listed in SQL so that the guard holds for any caller.
-ENTRY_CTES = """
+def entry_ctes(*, balances_after: tuple[str, ...] = ()) -> str:
+    """The entry, its postings and the guarded balance updates.
+
+    With `balances_after` (names of CTEs with a RETURNING clause), the
+    balances are updated only once those CTEs and the postings have run. A
+    statement's data-modifying CTEs run in no order PostgreSQL promises; this
+    makes the balance update, which takes the row locks that concurrent
+    writers queue on (a partner's points shard), the statement's last write,
+    so those locks are held for little more than the commit."""
+    gate = "go"
+    waits = ""
+    if balances_after:
+        gate = "written"
+        counts = " + ".join(
+            f"(SELECT count(*) FROM {name})" for name in ("posted", *balances_after)
+        )
+        waits = f"""
+written AS (
+    SELECT go.go FROM go WHERE {counts} >= 0
+),"""
+    return f"""
 entry AS (
     INSERT INTO journal_entries
         (kind, transaction_id, partner_id, member_id, price_micros, booked_at)
@@ -92,10 +112,11 @@ line AS (
 posted AS (
     INSERT INTO postings (entry_id, account_id, unit, amount)
     SELECT entry.id, line.account_id, line.unit, line.amount FROM entry, line
-),
+    RETURNING entry_id
+),{waits}
 moved AS (
     UPDATE accounts a SET balance = a.balance + line.amount
-    FROM line, go
+    FROM line, {gate}
     WHERE a.id = line.account_id AND a.unit = line.unit
       AND (a.kind NOT IN ('member_available', 'member_pending', 'member_held')
            OR a.balance + line.amount >= 0)
@@ -103,6 +124,9 @@ moved AS (
     RETURNING a.id
 )
 """
+
+
+ENTRY_CTES = entry_ctes()
 
 ENTRY_RESULT = """
     (SELECT count(*) FROM go) AS went,
