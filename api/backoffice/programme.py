@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.backoffice import challenges
+from api.backoffice import challenges, lotteries
 
-HANDLERS: list[Any] = [*challenges.HANDLERS]
+HANDLERS: list[Any] = [*challenges.HANDLERS, *lotteries.HANDLERS]
