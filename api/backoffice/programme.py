@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.backoffice import challenges, lotteries
+from api.backoffice import challenges, lotteries, vip
 
-HANDLERS: list[Any] = [*challenges.HANDLERS, *lotteries.HANDLERS]
+HANDLERS: list[Any] = [*challenges.HANDLERS, *lotteries.HANDLERS, *vip.HANDLERS]
