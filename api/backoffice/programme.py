@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.backoffice import challenges, lotteries, vip
+from api.backoffice import challenges, charities, lotteries, vip
 
-HANDLERS: list[Any] = [*challenges.HANDLERS, *lotteries.HANDLERS, *vip.HANDLERS]
+HANDLERS: list[Any] = [
+    *challenges.HANDLERS,
+    *lotteries.HANDLERS,
+    *vip.HANDLERS,
+    *charities.HANDLERS,
+]

@@ -182,3 +182,57 @@ async def match_donation(
     )
     require_moved(row, postings)
     return Match(int(campaign["id"]), int(campaign["partner_id"]), matched, int(row["entry_id"]))
+
+
+async def change_campaign(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    *,
+    name: str,
+    budget_points: int,
+    ends_at: datetime,
+    now: datetime,
+) -> tuple[Campaign, Campaign]:
+    """(before, after) of changing a running campaign's name, budget or end.
+    The partner, charity and start stay (they decide what was matched). The
+    budget never drops below what has been matched, and the end never moves
+    into the past, so no match already made falls outside the campaign."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM matching_campaigns WHERE id = $1 FOR UPDATE", campaign_id
+    )
+    if row is None:
+        raise NotFound("there is no such matching campaign", code="campaign_not_found")
+    before = Campaign(**dict(row))
+    if before.status == "ended":
+        raise Conflict("this campaign has ended", code="campaign_ended")
+    name = name.strip()
+    if not 1 <= len(name) <= NAME_LENGTH_MAX:
+        raise DomainError(f"name must be 1 to {NAME_LENGTH_MAX} characters", code="invalid_name")
+    if not max(1, before.used_points) <= budget_points <= BUDGET_POINTS_MAX:
+        raise DomainError(
+            f"budget_points must be {max(1, before.used_points)} (matched so far) to"
+            f" {BUDGET_POINTS_MAX}",
+            code="invalid_budget",
+        )
+    if ends_at.tzinfo is None:
+        raise DomainError("times need a time zone", code="invalid_time")
+    if not before.starts_at < ends_at or ends_at <= now:
+        raise DomainError(
+            "a campaign ends after it starts, in the future", code="invalid_campaign_window"
+        )
+    after = await conn.fetchrow(
+        "UPDATE matching_campaigns SET name = $2, budget_points = $3, ends_at = $4"
+        f" WHERE id = $1 RETURNING {_COLUMNS}",
+        campaign_id,
+        name,
+        budget_points,
+        ends_at,
+    )
+    return before, Campaign(**dict(after))
+
+
+async def get_campaign(db: Any, campaign_id: int) -> Campaign:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM matching_campaigns WHERE id = $1", campaign_id)
+    if row is None:
+        raise NotFound("there is no such matching campaign", code="campaign_not_found")
+    return Campaign(**dict(row))
