@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -43,8 +44,10 @@ from api.web.state import runtime
 Filter = Annotated[str | None, Parameter(max_length=200)]
 CREATE_KEY_FIELD = "create_key"
 EXPORT_CHUNK_ROWS = 1_000
-# Draws this process runs or ran, by lottery: the poll reads a failure from here.
-_draws: dict[int, asyncio.Task[bool]] = {}
+# Draws this app runs or ran, by lottery, in the app's state (one database per
+# app): the poll reads a failure from here.
+_DRAWS_KEY = "kring_backoffice_draws"
+log = logging.getLogger(__name__)
 
 
 def _prizes(text: str) -> list[PrizeIn]:
@@ -156,11 +159,24 @@ async def _lottery(request: Request[Any, Any, Any], lottery_id: int) -> lotterie
     return view
 
 
-def _draw_state(view: lotteries.LotteryView) -> tuple[str, str]:
+def _log_failure(task: asyncio.Task[bool]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a lottery draw started in the back-office failed", exc_info=task.exception())
+
+
+def _draws(request: Request[Any, Any, Any]) -> dict[int, asyncio.Task[bool]]:
+    state = request.app.state
+    if _DRAWS_KEY not in state:
+        state[_DRAWS_KEY] = {}
+    found: dict[int, asyncio.Task[bool]] = state[_DRAWS_KEY]
+    return found
+
+
+def _draw_state(request: Request[Any, Any, Any], view: lotteries.LotteryView) -> tuple[str, str]:
     """(state, message) of the draw: idle, running, failed or done."""
     if view.status == "drawn":
         return "done", ""
-    task = _draws.get(view.id)
+    task = _draws(request).get(view.id)
     if task is None:
         return "idle", ""
     if not task.done():
@@ -182,7 +198,7 @@ async def _detail(
     status: int = 200,
 ) -> Response[str]:
     view = await _lottery(request, lottery_id)
-    state, failure = _draw_state(view)
+    state, failure = _draw_state(request, view)
     context = base_context(who, "lotteries")
     context.update(
         lottery=view,
@@ -246,7 +262,8 @@ async def run_draw(
     require_csrf(request, form, who)
     rt = runtime(request.app.state)
     now = rt.clock.now()
-    running = _draws.get(lottery_id)
+    draws = _draws(request)
+    running = draws.get(lottery_id)
     if running is None or running.done():
         try:
             await lotteries.check_drawable(rt.db, lottery_id, now)
@@ -255,9 +272,11 @@ async def run_draw(
         except DomainError as error:
             return await _detail(request, who, lottery_id, error=error.detail, status=error.status)
         admin = who.admin
-        _draws[lottery_id] = asyncio.create_task(
+        task = asyncio.create_task(
             transaction(rt.db, lambda conn: _draw_audited(conn, admin, lottery_id, now))
         )
+        task.add_done_callback(_log_failure)
+        draws[lottery_id] = task
     return await _detail(request, who, lottery_id, status=202)
 
 
