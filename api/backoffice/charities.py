@@ -82,19 +82,51 @@ def _charity_values(charity: charities.Charity) -> dict[str, Any]:
 
 
 @get("/charities", opt={"roles": READER_ROLES}, name="backoffice_charities")
-async def charities_page(request: Request[Any, Any, Any], who: SignedInAdmin) -> Response[str]:
+async def charities_page(
+    request: Request[Any, Any, Any],
+    who: SignedInAdmin,
+    status: Filter = None,
+    cursor: Filter = None,
+) -> Response[str]:
     db = runtime(request.app.state).db
     role = who.admin.role
+    found = await charities.list_charities_page(
+        db, status=status or None, cursor=cursor, limit=PAGE_SIZE
+    )
     context = base_context(who, "charities")
     context.update(
-        charities=await charities.list_charities(db, active_only=False),
-        campaigns=await matching.list_campaigns(db),
-        partners=dict(await active_partner_choices(db)),
+        filters={"status": status or ""},
+        statuses=[(s, s) for s in charities.STATUSES],
+        charities=found.items,
+        next_cursor=found.next_cursor,
         may_write_charities=role in CHARITY_WRITER_ROLES,
         may_write_campaigns=role in CAMPAIGN_WRITER_ROLES,
         sees_payouts=role in PAYOUT_ROLES,
     )
-    return page(request, "backoffice/charities.html", context)
+    return page(request, "backoffice/charities.html", context, fragment="rows")
+
+
+@get("/charities/campaigns", opt={"roles": READER_ROLES}, name="backoffice_campaigns")
+async def campaigns_page(
+    request: Request[Any, Any, Any],
+    who: SignedInAdmin,
+    status: Filter = None,
+    cursor: Filter = None,
+) -> Response[str]:
+    db = runtime(request.app.state).db
+    found = await matching.list_campaigns_page(
+        db, status=status or None, cursor=cursor, limit=PAGE_SIZE
+    )
+    context = base_context(who, "charities")
+    context.update(
+        filters={"status": status or ""},
+        statuses=[(s, s) for s in matching.CAMPAIGN_STATUSES],
+        campaigns=found.items,
+        next_cursor=found.next_cursor,
+        partners=dict(await active_partner_choices(db)),
+        may_write=who.admin.role in CAMPAIGN_WRITER_ROLES,
+    )
+    return page(request, "backoffice/matching_campaigns.html", context, fragment="rows")
 
 
 async def _charity_form(
@@ -521,6 +553,7 @@ async def payouts_csv(
 
 HANDLERS: list[Any] = [
     charities_page,
+    campaigns_page,
     new_charity_page,
     create_charity,
     charity_page,

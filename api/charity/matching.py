@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.db.sql import Query
 from api.errors import Conflict, DomainError, NotFound
 from api.ledger.accounts import partner_account, shard_for
@@ -236,3 +237,36 @@ async def get_campaign(db: Any, campaign_id: int) -> Campaign:
     if row is None:
         raise NotFound("there is no such matching campaign", code="campaign_not_found")
     return Campaign(**dict(row))
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPage:
+    items: list[Campaign]
+    next_cursor: str | None
+
+
+CAMPAIGN_STATUSES = ("active", "ended")
+CAMPAIGN_PAGE_SIZE_MAX = 100
+
+
+async def list_campaigns_page(
+    db: Any, *, status: str | None, cursor: str | None, limit: int
+) -> CampaignPage:
+    """Campaigns newest first, optionally of one status; keyset-paginated on id."""
+    if status is not None and status not in CAMPAIGN_STATUSES:
+        raise DomainError("status is active or ended", code="invalid_status", status=400)
+    if not 1 <= limit <= CAMPAIGN_PAGE_SIZE_MAX:
+        raise DomainError(
+            f"limit is 1 to {CAMPAIGN_PAGE_SIZE_MAX}", code="invalid_limit", status=400
+        )
+    before = None if cursor is None else int(decode_cursor(cursor, whole_number)[0])
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM matching_campaigns WHERE ($1::text IS NULL OR status = $1)"
+        " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        status,
+        before,
+        limit + 1,
+    )
+    items = [Campaign(**dict(r)) for r in rows[:limit]]
+    more = len(rows) > limit
+    return CampaignPage(items, encode_cursor(items[-1].id) if more else None)

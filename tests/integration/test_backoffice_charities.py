@@ -170,8 +170,14 @@ async def test_charities_campaigns_donations_and_payouts(
         await pool.fetchval("SELECT status FROM matching_campaigns WHERE id = $1", campaign_id)
         == "ended"
     )
-    overview = await http.get("/backoffice/charities", headers=marketing)
+    overview = await http.get("/backoffice/charities/campaigns", headers=marketing)
     assert "Versmarkt verdubbelt meer" in overview.text and "300 of 1,000" in overview.text
+    active = await http.get(
+        "/backoffice/charities/campaigns", params={"status": "active"}, headers=marketing
+    )
+    assert active.text.count('class="campaign-row"') == 0
+    listed = await http.get("/backoffice/charities", params={"status": "active"}, headers=marketing)
+    assert listed.text.count('class="charity-row"') == 1 and "Voedselbank" in listed.text
 
     # Donations of the charity: the page and the CSV.
     page = await http.get(f"/backoffice/charities/{charity_id}", headers=finance)
