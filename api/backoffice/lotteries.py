@@ -40,6 +40,7 @@ from api.db.pool import transaction
 from api.engagement import lotteries
 from api.errors import DomainError, NotFound
 from api.web.state import runtime
+from api.web.templates import is_htmx
 
 Filter = Annotated[str | None, Parameter(max_length=200)]
 CREATE_KEY_FIELD = "create_key"
@@ -203,6 +204,7 @@ async def _detail(
     context.update(
         lottery=view,
         draw_state=state,
+        in_fragment=is_htmx(request),
         error=error or failure,
         notice=notice,
         drawable=view.status in ("closed", "selling", "scheduled")

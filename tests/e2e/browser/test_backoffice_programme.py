@@ -97,6 +97,7 @@ async def test_owner_defines_a_challenge_draws_a_lottery_and_reads_the_audit_log
         await expect(page.locator("#draw-status")).to_have_attribute("data-state", "done")
         await expect(page.get_by_role("status")).to_contain_text("Draw done: 2 winner(s) of 4")
         await expect(page.locator("tr.winner")).to_have_count(2)
+        await expect(page.locator("#lottery-status")).to_have_text("drawn")
         seed = bytes(
             await pool.fetchval("SELECT seed FROM lotteries WHERE id = $1", made.lottery_id)
         ).hex()
