@@ -17,7 +17,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
-from api.admin_auth.principal import Role
+from api.admin_auth.principal import AdminPrincipal, Role
 from api.db.pool import transaction
 from api.engagement import challenge_definitions as defs
 from api.partner_api.controllers import KeyHeader
@@ -85,6 +85,65 @@ def _audited(challenge: defs.Challenge) -> dict[str, Any]:
     return builtins
 
 
+# The audited changes, shared with the back-office pages (api/backoffice/challenges.py):
+# the change and its audit row in the caller's transaction, one record per change.
+
+
+async def create_audited(
+    conn: Any, admin: AdminPrincipal, new: defs.NewChallenge, now: datetime, key: str | None
+) -> defs.Created:
+    made = await defs.create_or_replay(conn, new, now, key)
+    if not made.replayed:
+        await audit.record(
+            conn,
+            admin,
+            "challenge.create",
+            f"challenge:{made.challenge.id}",
+            None,
+            _audited(made.challenge),
+            now,
+        )
+    return made
+
+
+async def change_audited(
+    conn: Any,
+    admin: AdminPrincipal,
+    challenge_id: int,
+    change: defs.ChallengeChange,
+    now: datetime,
+) -> defs.Challenge:
+    before, after = await defs.change_challenge(conn, challenge_id, change, now)
+    if after != before:
+        await audit.record(
+            conn,
+            admin,
+            "challenge.change",
+            f"challenge:{challenge_id}",
+            _audited(before),
+            _audited(after),
+            now,
+        )
+    return after
+
+
+async def withdraw_audited(
+    conn: Any, admin: AdminPrincipal, challenge_id: int, now: datetime
+) -> defs.Challenge:
+    done = await defs.withdraw_challenge(conn, challenge_id, now)
+    if not done.replayed:
+        await audit.record(
+            conn,
+            admin,
+            "challenge.withdraw",
+            f"challenge:{challenge_id}",
+            {"status": done.before.status},
+            {"status": done.after.status},
+            now,
+        )
+    return done.after
+
+
 class ChallengeAdminController(Controller):
     path = "/admin/v1/challenges"
     tags = ["Admin API: challenges"]
@@ -114,21 +173,7 @@ class ChallengeAdminController(Controller):
         body = await strict_body(request, defs.NewChallenge)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> defs.Created:
-            made = await defs.create_or_replay(conn, body, now, key)
-            if not made.replayed:
-                await audit.record(
-                    conn,
-                    admin,
-                    "challenge.create",
-                    f"challenge:{made.challenge.id}",
-                    None,
-                    _audited(made.challenge),
-                    now,
-                )
-            return made
-
-        made = await transaction(rt.db, work)
+        made = await transaction(rt.db, lambda conn: create_audited(conn, admin, body, now, key))
         return Response(
             _out(made.challenge, now),
             status_code=200 if made.replayed else 201,
@@ -198,21 +243,10 @@ class ChallengeAdminController(Controller):
         body = await strict_body(request, defs.ChallengeChange)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> defs.Challenge:
-            before, after = await defs.change_challenge(conn, challenge_id, body, now)
-            if after != before:
-                await audit.record(
-                    conn,
-                    admin,
-                    "challenge.change",
-                    f"challenge:{challenge_id}",
-                    _audited(before),
-                    _audited(after),
-                    now,
-                )
-            return after
-
-        return _out(await transaction(rt.db, work), now)
+        changed = await transaction(
+            rt.db, lambda conn: change_audited(conn, admin, challenge_id, body, now)
+        )
+        return _out(changed, now)
 
     @post(
         "/{challenge_id:int}/withdraw",
@@ -227,18 +261,7 @@ class ChallengeAdminController(Controller):
         rt = runtime(request.app.state)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> defs.Challenge:
-            done = await defs.withdraw_challenge(conn, challenge_id, now)
-            if not done.replayed:
-                await audit.record(
-                    conn,
-                    admin,
-                    "challenge.withdraw",
-                    f"challenge:{challenge_id}",
-                    {"status": done.before.status},
-                    {"status": done.after.status},
-                    now,
-                )
-            return done.after
-
-        return _out(await transaction(rt.db, work), now)
+        withdrawn = await transaction(
+            rt.db, lambda conn: withdraw_audited(conn, admin, challenge_id, now)
+        )
+        return _out(withdrawn, now)

@@ -16,14 +16,18 @@ from litestar.params import FromPath, JSONBody
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
+from api.admin_auth.principal import AdminPrincipal, Role
 from api.charity import charities, matching
 from api.db.pool import transaction
 from api.web.bodies import strict_body
 from api.web.state import runtime
 
-ALL_ROLES = requires_roles("owner", "finance", "support", "marketing")
-CHARITY_WRITERS = requires_roles("owner", "finance")
-CAMPAIGN_WRITERS = requires_roles("owner", "marketing")
+READER_ROLES: tuple[Role, ...] = ("owner", "finance", "support", "marketing")
+CHARITY_WRITER_ROLES: tuple[Role, ...] = ("owner", "finance")
+CAMPAIGN_WRITER_ROLES: tuple[Role, ...] = ("owner", "marketing")
+ALL_ROLES = requires_roles(*READER_ROLES)
+CHARITY_WRITERS = requires_roles(*CHARITY_WRITER_ROLES)
+CAMPAIGN_WRITERS = requires_roles(*CAMPAIGN_WRITER_ROLES)
 
 
 class CharityIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -92,6 +96,109 @@ def _domain(body: CharityIn) -> charities.CharityIn:
     return charities.CharityIn(**msgspec.structs.asdict(body))
 
 
+# The audited changes, shared with the back-office pages (api/backoffice/charities.py).
+
+
+async def create_charity_audited(
+    conn: Any, admin: AdminPrincipal, new: charities.CharityIn, now: datetime
+) -> charities.Charity:
+    made = await charities.create_charity(conn, new, now)
+    await audit.record(
+        conn, admin, "charity.create", f"charity:{made.id}", None, _audited(made), now
+    )
+    return made
+
+
+async def change_charity_audited(
+    conn: Any, admin: AdminPrincipal, charity_id: int, new: charities.CharityIn, now: datetime
+) -> charities.Charity:
+    before, after = await charities.update_charity(conn, charity_id, new, now)
+    await audit.record(
+        conn,
+        admin,
+        "charity.change",
+        f"charity:{charity_id}",
+        _audited(before),
+        _audited(after),
+        now,
+    )
+    return after
+
+
+async def set_charity_status_audited(
+    conn: Any, admin: AdminPrincipal, charity_id: int, status: str, now: datetime
+) -> charities.Charity:
+    before, after = await charities.set_status(conn, charity_id, status, now)
+    await audit.record(
+        conn,
+        admin,
+        "charity.status",
+        f"charity:{charity_id}",
+        {"status": before.status},
+        {"status": after.status},
+        now,
+    )
+    return after
+
+
+async def create_campaign_audited(
+    conn: Any, admin: AdminPrincipal, new: matching.CampaignIn, now: datetime
+) -> matching.Campaign:
+    made = await matching.create_campaign(conn, new, now)
+    await audit.record(
+        conn,
+        admin,
+        "matching_campaign.create",
+        f"matching_campaign:{made.id}",
+        None,
+        dataclasses.asdict(made),
+        now,
+    )
+    return made
+
+
+async def change_campaign_audited(
+    conn: Any,
+    admin: AdminPrincipal,
+    campaign_id: int,
+    *,
+    name: str,
+    budget_points: int,
+    ends_at: datetime,
+    now: datetime,
+) -> matching.Campaign:
+    before, after = await matching.change_campaign(
+        conn, campaign_id, name=name, budget_points=budget_points, ends_at=ends_at, now=now
+    )
+    if before != after:
+        await audit.record(
+            conn,
+            admin,
+            "matching_campaign.change",
+            f"matching_campaign:{campaign_id}",
+            dataclasses.asdict(before),
+            dataclasses.asdict(after),
+            now,
+        )
+    return after
+
+
+async def end_campaign_audited(
+    conn: Any, admin: AdminPrincipal, campaign_id: int, now: datetime
+) -> matching.Campaign:
+    before, after = await matching.end_campaign(conn, campaign_id)
+    await audit.record(
+        conn,
+        admin,
+        "matching_campaign.end",
+        f"matching_campaign:{campaign_id}",
+        {"status": before.status},
+        {"status": after.status},
+        now,
+    )
+    return after
+
+
 class CharityAdminController(Controller):
     path = "/admin/v1/charities"
     tags = ["Admin API: charities"]
@@ -118,15 +225,10 @@ class CharityAdminController(Controller):
         body = await strict_body(request, CharityIn)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> CharityOut:
-            made = await charities.create_charity(conn, _domain(body), now)
-            out = _charity_out(made)
-            await audit.record(
-                conn, admin, "charity.create", f"charity:{made.id}", None, _audited(made), now
-            )
-            return out
-
-        return await transaction(rt.db, work)
+        made = await transaction(
+            rt.db, lambda conn: create_charity_audited(conn, admin, _domain(body), now)
+        )
+        return _charity_out(made)
 
     @put("/{charity_id:int}", summary="Change a charity's details", guards=[CHARITY_WRITERS])
     async def change(
@@ -140,20 +242,11 @@ class CharityAdminController(Controller):
         body = await strict_body(request, CharityIn)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> CharityOut:
-            before, after = await charities.update_charity(conn, charity_id, _domain(body), now)
-            await audit.record(
-                conn,
-                admin,
-                "charity.change",
-                f"charity:{charity_id}",
-                _audited(before),
-                _audited(after),
-                now,
-            )
-            return _charity_out(after)
-
-        return await transaction(rt.db, work)
+        after = await transaction(
+            rt.db,
+            lambda conn: change_charity_audited(conn, admin, charity_id, _domain(body), now),
+        )
+        return _charity_out(after)
 
     @patch(
         "/{charity_id:int}/status",
@@ -171,20 +264,11 @@ class CharityAdminController(Controller):
         body = await strict_body(request, CharityStatusIn)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> CharityOut:
-            before, after = await charities.set_status(conn, charity_id, body.status, now)
-            await audit.record(
-                conn,
-                admin,
-                "charity.status",
-                f"charity:{charity_id}",
-                {"status": before.status},
-                {"status": after.status},
-                now,
-            )
-            return _charity_out(after)
-
-        return await transaction(rt.db, work)
+        after = await transaction(
+            rt.db,
+            lambda conn: set_charity_status_audited(conn, admin, charity_id, body.status, now),
+        )
+        return _charity_out(after)
 
 
 def _audited(c: charities.Charity) -> dict[str, Any]:
@@ -221,22 +305,13 @@ class MatchingCampaignAdminController(Controller):
         body = await strict_body(request, CampaignIn)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> CampaignOut:
-            made = await matching.create_campaign(
-                conn, matching.CampaignIn(**msgspec.structs.asdict(body)), now
-            )
-            await audit.record(
-                conn,
-                admin,
-                "matching_campaign.create",
-                f"matching_campaign:{made.id}",
-                None,
-                dataclasses.asdict(made),
-                now,
-            )
-            return _campaign_out(made)
-
-        return await transaction(rt.db, work)
+        made = await transaction(
+            rt.db,
+            lambda conn: create_campaign_audited(
+                conn, admin, matching.CampaignIn(**msgspec.structs.asdict(body)), now
+            ),
+        )
+        return _campaign_out(made)
 
     @post(
         "/{campaign_id:int}/end",
@@ -250,17 +325,7 @@ class MatchingCampaignAdminController(Controller):
         rt = runtime(request.app.state)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> CampaignOut:
-            before, after = await matching.end_campaign(conn, campaign_id)
-            await audit.record(
-                conn,
-                admin,
-                "matching_campaign.end",
-                f"matching_campaign:{campaign_id}",
-                {"status": before.status},
-                {"status": after.status},
-                now,
-            )
-            return _campaign_out(after)
-
-        return await transaction(rt.db, work)
+        after = await transaction(
+            rt.db, lambda conn: end_campaign_audited(conn, admin, campaign_id, now)
+        )
+        return _campaign_out(after)

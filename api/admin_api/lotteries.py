@@ -12,12 +12,15 @@ from litestar.params import FromPath, JSONBody
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
+from api.admin_auth.principal import AdminPrincipal, Role
 from api.db.pool import transaction
 from api.engagement import lotteries
 from api.partner_api.controllers import KeyHeader
 from api.partner_api.idempotency import require_key
 from api.web.bodies import strict_body
 from api.web.state import runtime
+
+ROLES: tuple[Role, ...] = ("owner", "marketing")
 
 
 class PrizeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -53,11 +56,65 @@ class LotteryCancelled(msgspec.Struct, kw_only=True):
     replayed: Annotated[bool, msgspec.Meta(description="True: it was cancelled already")]
 
 
+# The audited changes, shared with the back-office pages (api/backoffice/lotteries.py).
+
+
+async def create_audited(
+    conn: Any, admin: AdminPrincipal, body: LotteryIn, now: datetime, key: str | None
+) -> LotteryCreated:
+    new = lotteries.NewLottery(
+        name=body.name,
+        rules=body.rules,
+        ticket_price_points=body.ticket_price_points,
+        tickets_per_member_max=body.tickets_per_member_max,
+        sales_open_at=body.sales_open_at,
+        sales_close_at=body.sales_close_at,
+        draw_at=body.draw_at,
+        prizes=[lotteries.NewPrize(p.points, p.voucher_text) for p in body.prizes],
+    )
+    made = await lotteries.create_lottery(conn, new, now, key=key)
+    lottery_id = made.lottery_id
+    row = await conn.fetchrow("SELECT status, seed_sha256 FROM lotteries WHERE id = $1", lottery_id)
+    if not made.replayed:
+        await audit.record(
+            conn,
+            admin,
+            "lottery.create",
+            f"lottery:{lottery_id}",
+            None,
+            {**msgspec.to_builtins(body), "id": lottery_id},
+            now,
+        )
+    return LotteryCreated(id=lottery_id, status=row["status"], seed_sha256=row["seed_sha256"].hex())
+
+
+async def cancel_audited(
+    conn: Any, admin: AdminPrincipal, lottery_id: int, now: datetime
+) -> LotteryCancelled:
+    done = await lotteries.cancel_lottery_on(conn, lottery_id, now)
+    if not done.replayed:
+        await audit.record(
+            conn,
+            admin,
+            "lottery.cancel",
+            f"lottery:{lottery_id}",
+            None,
+            {"tickets_refunded": done.tickets_refunded, "points_refunded": done.points_refunded},
+            now,
+        )
+    return LotteryCancelled(
+        id=lottery_id,
+        tickets_refunded=done.tickets_refunded,
+        points_refunded=done.points_refunded,
+        replayed=done.replayed,
+    )
+
+
 class LotteryAdminController(Controller):
     path = "/admin/v1/lotteries"
     tags = ["Admin API: lotteries"]
     dependencies = {"admin": Provide(admin_principal)}
-    guards = [requires_roles("owner", "marketing")]
+    guards = [requires_roles(*ROLES)]
     security = ADMIN_SECURITY
 
     @post(
@@ -76,38 +133,7 @@ class LotteryAdminController(Controller):
         body = await strict_body(request, LotteryIn)
         key = require_key(idempotency_key)
         now = rt.clock.now()
-        new = lotteries.NewLottery(
-            name=body.name,
-            rules=body.rules,
-            ticket_price_points=body.ticket_price_points,
-            tickets_per_member_max=body.tickets_per_member_max,
-            sales_open_at=body.sales_open_at,
-            sales_close_at=body.sales_close_at,
-            draw_at=body.draw_at,
-            prizes=[lotteries.NewPrize(p.points, p.voucher_text) for p in body.prizes],
-        )
-
-        async def work(conn: Any) -> LotteryCreated:
-            made = await lotteries.create_lottery(conn, new, now, key=key)
-            lottery_id = made.lottery_id
-            row = await conn.fetchrow(
-                "SELECT status, seed_sha256 FROM lotteries WHERE id = $1", lottery_id
-            )
-            if not made.replayed:
-                await audit.record(
-                    conn,
-                    admin,
-                    "lottery.create",
-                    f"lottery:{lottery_id}",
-                    None,
-                    {**msgspec.to_builtins(body), "id": lottery_id},
-                    now,
-                )
-            return LotteryCreated(
-                id=lottery_id, status=row["status"], seed_sha256=row["seed_sha256"].hex()
-            )
-
-        return await transaction(rt.db, work)
+        return await transaction(rt.db, lambda conn: create_audited(conn, admin, body, now, key))
 
     @post(
         "/{lottery_id:int}/cancel",
@@ -120,26 +146,4 @@ class LotteryAdminController(Controller):
         rt = runtime(request.app.state)
         now = rt.clock.now()
 
-        async def work(conn: Any) -> LotteryCancelled:
-            done = await lotteries.cancel_lottery_on(conn, lottery_id, now)
-            if not done.replayed:
-                await audit.record(
-                    conn,
-                    admin,
-                    "lottery.cancel",
-                    f"lottery:{lottery_id}",
-                    None,
-                    {
-                        "tickets_refunded": done.tickets_refunded,
-                        "points_refunded": done.points_refunded,
-                    },
-                    now,
-                )
-            return LotteryCancelled(
-                id=lottery_id,
-                tickets_refunded=done.tickets_refunded,
-                points_refunded=done.points_refunded,
-                replayed=done.replayed,
-            )
-
-        return await transaction(rt.db, work)
+        return await transaction(rt.db, lambda conn: cancel_audited(conn, admin, lottery_id, now))

@@ -16,7 +16,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
-from api.admin_auth.principal import Role
+from api.admin_auth.principal import AdminPrincipal, Role
 from api.db.pool import transaction
 from api.vip import listing, plans
 from api.web.bodies import strict_body
@@ -24,6 +24,7 @@ from api.web.state import runtime
 
 WRITERS: tuple[Role, ...] = ("owner", "marketing")
 READERS: tuple[Role, ...] = ("owner", "marketing", "finance")
+SUBSCRIPTION_READERS: tuple[Role, ...] = ("owner", "support", "finance")
 
 
 class VipPlanAdminOut(msgspec.Struct, kw_only=True):
@@ -110,6 +111,54 @@ def _out(plan: plans.Plan) -> VipPlanAdminOut:
     return VipPlanAdminOut(**dataclasses.asdict(plan))
 
 
+# The audited changes, shared with the back-office pages (api/backoffice/vip.py).
+
+
+async def create_plan_audited(
+    conn: Any, admin: AdminPrincipal, body: VipPlanIn, now: datetime
+) -> tuple[plans.Plan, bool]:
+    """The plan, and whether this call created it: the same plan sent again
+    (the code is its key) is returned as it is; nothing is recorded."""
+    new = plans.Plan(active=True, **msgspec.structs.asdict(body))
+    existing = await conn.fetchval("SELECT 1 FROM vip_plans WHERE code = $1", new.code)
+    if existing is not None and await plans.get_plan(conn, new.code) == new:
+        return new, False
+    created = await plans.create_plan(conn, new, now)
+    await audit.record(
+        conn,
+        admin,
+        "vip_plan.create",
+        f"vip_plan:{new.code}",
+        None,
+        dataclasses.asdict(created),
+        now,
+    )
+    return created, True
+
+
+async def change_plan_audited(
+    conn: Any,
+    admin: AdminPrincipal,
+    code: str,
+    changes: dict[str, object],
+    action: str,
+    now: datetime,
+) -> plans.Plan:
+    """`action`: vip_plan.change, or vip_plan.deactivate (retire: no new subscribers)."""
+    before, after = await plans.update_plan(conn, code, changes, now)
+    if before != after:
+        await audit.record(
+            conn,
+            admin,
+            action,
+            f"vip_plan:{code}",
+            dataclasses.asdict(before),
+            dataclasses.asdict(after),
+            now,
+        )
+    return after
+
+
 class VipAdminController(Controller):
     path = "/admin/v1"
     tags = ["Admin API: VIP"]
@@ -138,25 +187,10 @@ class VipAdminController(Controller):
         rt = runtime(request.app.state)
         body = await strict_body(request, VipPlanIn)
         now = rt.clock.now()
-        new = plans.Plan(active=True, **msgspec.structs.asdict(body))
-
-        async def work(conn: Any) -> Response[VipPlanAdminOut]:
-            existing = await conn.fetchval("SELECT 1 FROM vip_plans WHERE code = $1", new.code)
-            if existing is not None and await plans.get_plan(conn, new.code) == new:
-                return Response(_out(new), status_code=200)
-            created = await plans.create_plan(conn, new, now)
-            await audit.record(
-                conn,
-                admin,
-                "vip_plan.create",
-                f"vip_plan:{new.code}",
-                None,
-                dataclasses.asdict(created),
-                now,
-            )
-            return Response(_out(created), status_code=201)
-
-        return await transaction(rt.db, work)
+        made, created = await transaction(
+            rt.db, lambda conn: create_plan_audited(conn, admin, body, now)
+        )
+        return Response(_out(made), status_code=201 if created else 200)
 
     @patch(
         "/vip-plans/{code:str}",
@@ -195,23 +229,10 @@ class VipAdminController(Controller):
         rt: Any, admin: Admin, code: str, changes: dict[str, object], action: str
     ) -> VipPlanAdminOut:
         now = rt.clock.now()
-
-        async def work(conn: Any) -> VipPlanAdminOut:
-            before, after = await plans.update_plan(conn, code, changes, now)
-            if before != after:
-                await audit.record(
-                    conn,
-                    admin,
-                    action,
-                    f"vip_plan:{code}",
-                    dataclasses.asdict(before),
-                    dataclasses.asdict(after),
-                    now,
-                )
-            return _out(after)
-
-        result: VipPlanAdminOut = await transaction(rt.db, work)
-        return result
+        after = await transaction(
+            rt.db, lambda conn: change_plan_audited(conn, admin, code, changes, action, now)
+        )
+        return _out(after)
 
     @get(
         "/vip-subscriptions",
@@ -219,7 +240,7 @@ class VipAdminController(Controller):
         description="Filter by `status` (pending, active, grace, cancelled, lapsed,"
         " abandoned); pass `next_cursor` back as `cursor`. Problems: `invalid_status`,"
         " `invalid_cursor`, `invalid_limit` (400).",
-        guards=[requires_roles("owner", "support", "finance")],
+        guards=[requires_roles(*SUBSCRIPTION_READERS)],
     )
     async def list_subscriptions(
         self,
@@ -240,7 +261,7 @@ class VipAdminController(Controller):
         "/vip-subscriptions/{subscription_id:int}",
         summary="One VIP subscription with its paid periods and every state change",
         description="Problems: `vip_subscription_not_found` (404).",
-        guards=[requires_roles("owner", "support", "finance")],
+        guards=[requires_roles(*SUBSCRIPTION_READERS)],
     )
     async def subscription_detail(
         self, request: Request[Any, Any, Any], admin: Admin, subscription_id: FromPath[int]

@@ -119,8 +119,10 @@ async def list_entries(
     action: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    subject: str | None = None,
 ) -> AuditPage:
-    """Newest first; `since` inclusive, `until` exclusive; keyset-paginated on (at, id)."""
+    """Newest first; `since` inclusive, `until` exclusive; `subject` exact
+    ("challenge:7"); keyset-paginated on (at, id)."""
     if not 1 <= limit <= PAGE_SIZE_MAX:
         raise DomainError(f"limit must be 1 to {PAGE_SIZE_MAX}", code="invalid_limit", status=400)
     if any(moment is not None and moment.tzinfo is None for moment in (since, until)):
@@ -141,6 +143,7 @@ async def list_entries(
         " AND ($3::timestamptz IS NULL OR at >= $3)"
         " AND ($4::timestamptz IS NULL OR at < $4)"
         " AND ($5::timestamptz IS NULL OR (at, id) < ($5, $6::bigint))"
+        " AND ($8::text IS NULL OR subject = $8)"
         " ORDER BY at DESC, id DESC LIMIT $7",
         admin_id,
         action,
@@ -149,8 +152,18 @@ async def list_entries(
         after_at,
         after_id,
         limit + 1,
+        subject,
     )
     items = [_entry(row) for row in rows[:limit]]
     more = len(rows) > limit
     next_cursor = _encode_cursor(items[-1].at, items[-1].id) if more else None
     return AuditPage(items=items, next_cursor=next_cursor)
+
+
+async def admins_seen(db: asyncpg.Pool | asyncpg.Connection) -> list[tuple[int, str]]:
+    """Every admin who has a row in the log, with their latest e-mail (for a filter)."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (admin_id) admin_id, admin_email FROM admin_audit_log"
+        " ORDER BY admin_id, at DESC"
+    )
+    return [(row["admin_id"], row["admin_email"]) for row in rows]

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from api.coalition.banking import validate_bank_details
+from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.errors import DomainError, NotFound
 
 NAME_LENGTH_MAX = 120
@@ -201,3 +202,35 @@ async def charity_account(
     if account_id is None:
         raise LookupError(f"charity {charity_id} has no {kind} account")
     return int(account_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CharityPage:
+    items: list[Charity]
+    next_cursor: str | None
+
+
+CHARITY_PAGE_SIZE_MAX = 100
+
+
+async def list_charities_page(
+    db: Any, *, status: str | None, cursor: str | None, limit: int
+) -> CharityPage:
+    """Charities newest first, optionally of one status; keyset-paginated on id."""
+    if status is not None and status not in STATUSES:
+        raise DomainError("status is active or inactive", code="invalid_status", status=400)
+    if not 1 <= limit <= CHARITY_PAGE_SIZE_MAX:
+        raise DomainError(
+            f"limit is 1 to {CHARITY_PAGE_SIZE_MAX}", code="invalid_limit", status=400
+        )
+    before = None if cursor is None else int(decode_cursor(cursor, whole_number)[0])
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM charities c WHERE ($1::text IS NULL OR c.status = $1)"
+        " AND ($2::bigint IS NULL OR c.id < $2) ORDER BY c.id DESC LIMIT $3",
+        status,
+        before,
+        limit + 1,
+    )
+    items = [_charity(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return CharityPage(items, encode_cursor(items[-1].id) if more else None)

@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.db.sql import Query
 from api.errors import Conflict, DomainError, NotFound
 from api.ledger.accounts import partner_account, shard_for
@@ -182,3 +183,90 @@ async def match_donation(
     )
     require_moved(row, postings)
     return Match(int(campaign["id"]), int(campaign["partner_id"]), matched, int(row["entry_id"]))
+
+
+async def change_campaign(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    *,
+    name: str,
+    budget_points: int,
+    ends_at: datetime,
+    now: datetime,
+) -> tuple[Campaign, Campaign]:
+    """(before, after) of changing a running campaign's name, budget or end.
+    The partner, charity and start stay (they decide what was matched). The
+    budget never drops below what has been matched, and the end never moves
+    into the past, so no match already made falls outside the campaign."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM matching_campaigns WHERE id = $1 FOR UPDATE", campaign_id
+    )
+    if row is None:
+        raise NotFound("there is no such matching campaign", code="campaign_not_found")
+    before = Campaign(**dict(row))
+    if before.status == "ended":
+        raise Conflict("this campaign has ended", code="campaign_ended")
+    name = name.strip()
+    if not 1 <= len(name) <= NAME_LENGTH_MAX:
+        raise DomainError(f"name must be 1 to {NAME_LENGTH_MAX} characters", code="invalid_name")
+    if not max(1, before.used_points) <= budget_points <= BUDGET_POINTS_MAX:
+        raise DomainError(
+            f"budget_points must be {max(1, before.used_points)} (matched so far) to"
+            f" {BUDGET_POINTS_MAX}",
+            code="invalid_budget",
+        )
+    if ends_at.tzinfo is None:
+        raise DomainError("times need a time zone", code="invalid_time")
+    if not before.starts_at < ends_at or ends_at <= now:
+        raise DomainError(
+            "a campaign ends after it starts, in the future", code="invalid_campaign_window"
+        )
+    after = await conn.fetchrow(
+        "UPDATE matching_campaigns SET name = $2, budget_points = $3, ends_at = $4"
+        f" WHERE id = $1 RETURNING {_COLUMNS}",
+        campaign_id,
+        name,
+        budget_points,
+        ends_at,
+    )
+    return before, Campaign(**dict(after))
+
+
+async def get_campaign(db: Any, campaign_id: int) -> Campaign:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM matching_campaigns WHERE id = $1", campaign_id)
+    if row is None:
+        raise NotFound("there is no such matching campaign", code="campaign_not_found")
+    return Campaign(**dict(row))
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPage:
+    items: list[Campaign]
+    next_cursor: str | None
+
+
+CAMPAIGN_STATUSES = ("active", "ended")
+CAMPAIGN_PAGE_SIZE_MAX = 100
+
+
+async def list_campaigns_page(
+    db: Any, *, status: str | None, cursor: str | None, limit: int
+) -> CampaignPage:
+    """Campaigns newest first, optionally of one status; keyset-paginated on id."""
+    if status is not None and status not in CAMPAIGN_STATUSES:
+        raise DomainError("status is active or ended", code="invalid_status", status=400)
+    if not 1 <= limit <= CAMPAIGN_PAGE_SIZE_MAX:
+        raise DomainError(
+            f"limit is 1 to {CAMPAIGN_PAGE_SIZE_MAX}", code="invalid_limit", status=400
+        )
+    before = None if cursor is None else int(decode_cursor(cursor, whole_number)[0])
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM matching_campaigns WHERE ($1::text IS NULL OR status = $1)"
+        " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        status,
+        before,
+        limit + 1,
+    )
+    items = [Campaign(**dict(r)) for r in rows[:limit]]
+    more = len(rows) > limit
+    return CampaignPage(items, encode_cursor(items[-1].id) if more else None)

@@ -361,14 +361,19 @@ async def list_challenges(
     open_at: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    kind: str | None = None,
 ) -> ChallengePage:
     """Newest first; `status` active or withdrawn; `open_at`: only challenges
-    whose window holds that instant. Keyset-paginated on id."""
+    whose window holds that instant; `kind` one of KINDS. Keyset-paginated on id."""
     if not 1 <= limit <= PAGE_SIZE_MAX:
         raise DomainError(f"limit must be 1 to {PAGE_SIZE_MAX}", code="invalid_limit", status=400)
     if status is not None and status not in STATUSES:
         raise DomainError(
             f"status must be one of {', '.join(STATUSES)}", code="invalid_status", status=400
+        )
+    if kind is not None and kind not in KINDS:
+        raise DomainError(
+            f"kind must be one of {', '.join(KINDS)}", code="invalid_kind", status=400
         )
     if open_at is not None and open_at.tzinfo is None:
         raise DomainError(
@@ -380,11 +385,13 @@ async def list_challenges(
         " WHERE ($1::text IS NULL OR status = $1)"
         " AND ($2::timestamptz IS NULL OR (starts_at <= $2 AND $2 < ends_at))"
         " AND ($3::bigint IS NULL OR id < $3)"
+        " AND ($5::text IS NULL OR kind = $5)"
         " ORDER BY id DESC LIMIT $4",
         status,
         open_at,
         before_id,
         limit + 1,
+        kind,
     )
     items = [_challenge(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(items[-1].id) if len(rows) > limit else None

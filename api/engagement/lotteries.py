@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 
 from api.clock import add_months
+from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.db.pool import transaction
 from api.db.sql import Query
 from api.engagement import inbox, lottery_draw
@@ -856,3 +857,117 @@ async def advance_and_draw(pool: asyncpg.Pool, now: datetime) -> list[int]:
         DRAWS_PER_RUN_MAX,
     )
     return [r["id"] for r in due if await draw_lottery(pool, r["id"], now)]
+
+
+# The programme's view (back-office) ----------------------------------------
+
+ADMIN_PAGE_SIZE_MAX = 100
+_EFFECTIVE_STATUS = (
+    "CASE WHEN status IN ('drawn', 'cancelled') THEN status"
+    " WHEN $1 < sales_open_at THEN 'scheduled' WHEN $1 < sales_close_at THEN 'selling'"
+    " ELSE 'closed' END"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminLotteryRow:
+    id: int
+    name: str
+    status: str  # as a reader sees it now (`effective_status`)
+    ticket_price_points: int
+    tickets_per_member_max: int
+    sales_open_at: datetime
+    sales_close_at: datetime
+    draw_at: datetime
+    tickets_sold: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AdminLotteryPage:
+    items: list[AdminLotteryRow]
+    next_cursor: str | None
+
+
+async def list_for_admin(
+    db: Any, *, now: datetime, status: str | None, cursor: str | None, limit: int
+) -> AdminLotteryPage:
+    """Every lottery, cancelled ones too, newest first; `status` as readers see
+    it now; keyset-paginated on id."""
+    if not 1 <= limit <= ADMIN_PAGE_SIZE_MAX:
+        raise DomainError(
+            f"limit must be 1 to {ADMIN_PAGE_SIZE_MAX}", code="invalid_limit", status=400
+        )
+    if status is not None and status not in STATUSES:
+        raise DomainError(
+            f"status must be one of {', '.join(STATUSES)}", code="invalid_status", status=400
+        )
+    before_id = decode_cursor(cursor, whole_number)[0] if cursor is not None else None
+    rows = await db.fetch(
+        f"SELECT id, name, {_EFFECTIVE_STATUS} AS status, ticket_price_points,"
+        " tickets_per_member_max, sales_open_at, sales_close_at, draw_at, tickets_sold, created_at"
+        " FROM lotteries"
+        f" WHERE ($2::text IS NULL OR {_EFFECTIVE_STATUS} = $2)"
+        " AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        now,
+        status,
+        before_id,
+        limit + 1,
+    )
+    items = [AdminLotteryRow(**dict(r)) for r in rows[:limit]]
+    more = len(rows) > limit
+    return AdminLotteryPage(items, encode_cursor(items[-1].id) if more else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    number: int
+    member_public_id: str
+    holder: str  # the draw document's pseudonymous tag
+    paid: bool
+    price_points: int
+    bought_at: datetime
+    refunded: bool
+    won_rank: int | None
+
+
+async def tickets_after(db: Any, lottery_id: int, after_number: int, limit: int) -> list[TicketRow]:
+    """A lottery's tickets in number order after `after_number` (for exports)."""
+    rows = await db.fetch(
+        "SELECT t.number, m.public_id::text AS member_public_id, t.paid, t.price_points,"
+        " t.bought_at, t.refund_entry_id IS NOT NULL AS refunded, w.rank AS won_rank"
+        " FROM lottery_tickets t JOIN members m ON m.id = t.member_id"
+        " LEFT JOIN lottery_winners w ON w.lottery_id = t.lottery_id"
+        "   AND w.ticket_number = t.number"
+        " WHERE t.lottery_id = $1 AND t.number > $2 ORDER BY t.number LIMIT $3",
+        lottery_id,
+        after_number,
+        limit,
+    )
+    return [
+        TicketRow(holder=lottery_draw.holder_tag(lottery_id, r["member_public_id"]), **dict(r))
+        for r in rows
+    ]
+
+
+async def check_drawable(db: Any, lottery_id: int, now: datetime) -> None:
+    """Refuse a draw that `draw_lottery` would not make, with the reason:
+    `lottery_not_found` (404), `lottery_already_drawn`, `lottery_cancelled`,
+    `lottery_draw_not_due` (409)."""
+    row = await db.fetchrow("SELECT status, draw_at FROM lotteries WHERE id = $1", lottery_id)
+    if row is None:
+        raise NotFound("there is no such lottery", code="lottery_not_found")
+    if row["status"] == "drawn":
+        raise Conflict("this lottery has been drawn", code="lottery_already_drawn")
+    if row["status"] == "cancelled":
+        raise Conflict("this lottery was cancelled", code="lottery_cancelled")
+    if row["draw_at"] > now:
+        raise Conflict(
+            f"the draw is due at {row['draw_at'].isoformat()}, not before",
+            code="lottery_draw_not_due",
+        )
+
+
+async def draw_lottery_on(conn: asyncpg.Connection, lottery_id: int, now: datetime) -> bool:
+    """`draw_lottery` inside the caller's transaction (e.g. with an audit row)."""
+    return await _draw(conn, lottery_id, now)
