@@ -44,6 +44,7 @@ KINDS: Mapping[str, frozenset[str]] = {
     "tier_up": frozenset({"tier"}),
     "tier_down": frozenset({"tier"}),
     "donation_skipped": frozenset({"charity", "points", "month"}),
+    "adjustment": frozenset({"points", "reason"}),
 }
 
 
@@ -266,6 +267,24 @@ def _tier_down(p: Mapping[str, object]) -> tuple[str, str]:
     )
 
 
+def _adjustment(p: Mapping[str, object]) -> tuple[str, str]:
+    points = p.get("points")
+    signed = points if isinstance(points, int) else 0
+    reason = _text(p, "reason").rstrip()
+    reason += "" if reason.endswith((".", "!", "?")) else "."
+    if signed >= 0:
+        return (
+            f"We added {_points(signed)} points to your balance",
+            f"Kring's member service added {_points(signed)} points to your available"
+            f" balance. The reason: {reason}",
+        )
+    return (
+        f"We took {_points(-signed)} points from your balance",
+        f"Kring's member service corrected your available balance by {_points(-signed)}"
+        f" points. The reason: {reason}",
+    )
+
+
 def _donation_skipped(p: Mapping[str, object]) -> tuple[str, str]:
     return (
         f"Your monthly gift to {_text(p, 'charity')} was skipped",
@@ -287,6 +306,7 @@ _TEMPLATES: Mapping[str, Callable[[Mapping[str, object]], tuple[str, str]]] = {
     "tier_up": _tier_up,
     "tier_down": _tier_down,
     "donation_skipped": _donation_skipped,
+    "adjustment": _adjustment,
 }
 
 

@@ -39,6 +39,7 @@ from api.clock import add_months
 from api.cursors import decode_cursor, encode_cursor, whole_number
 from api.db.pool import transaction
 from api.db.sql import Query
+from api.engagement import inbox
 from api.errors import Conflict, DomainError, InsufficientPoints, NotFound
 from api.ledger.accounts import MemberAccounts, lock_member, programme_account
 from api.ledger.entries import (
@@ -223,9 +224,10 @@ def _require_points(member: MemberAccounts, points: int) -> None:
 
 
 async def _book(
-    conn: asyncpg.Connection, member: MemberAccounts, points: int, now: datetime
+    conn: asyncpg.Connection, member: MemberAccounts, points: int, reason: str, now: datetime
 ) -> int:
-    """Write the adjustment's one balanced entry (the member is locked); its id."""
+    """Write the adjustment's one balanced entry (the member is locked), and
+    tell the member in their inbox why their balance moved; the entry's id."""
     adjustments_id = await programme_account(conn, "programme_adjustments")
     postings = Postings(first=frozenset(member.account_ids))
     if points > 0:
@@ -262,7 +264,16 @@ async def _book(
             f"lots of member {member.member_id} hold {row['taken']} points, balance said"
             f" {member.available}"
         )
-    return int(row["entry_id"])
+    entry_id = int(row["entry_id"])
+    await inbox.post(
+        conn,
+        member.member_id,
+        "adjustment",
+        {"points": points, "reason": reason},
+        now,
+        dedupe_key=f"adjustment:{entry_id}",
+    )
+    return entry_id
 
 
 # Requesting ------------------------------------------------------------------
@@ -317,7 +328,7 @@ async def _request(
     # approve what cannot be booked. `_book` checks again, for what changed since.
     _require_points(member, points)
     before_points = member.available
-    entry_id = None if needs_approval else await _book(conn, member, points, now)
+    entry_id = None if needs_approval else await _book(conn, member, points, request.reason, now)
     try:
         adjustment_id = await conn.fetchval(
             "INSERT INTO adjustments (member_id, points, reason, needs_approval, status,"
@@ -413,7 +424,7 @@ async def _decide(
     member = await _member(conn, int(member_id))
     # Read under the member's lock: a concurrent decision has committed or waits.
     row = await conn.fetchrow(
-        "SELECT status, requested_by, points FROM adjustments WHERE id = $1 FOR UPDATE",
+        "SELECT status, requested_by, points, reason FROM adjustments WHERE id = $1 FOR UPDATE",
         adjustment_id,
     )
     if row["requested_by"] == admin.admin_id:
@@ -447,7 +458,7 @@ async def _decide(
     if member.status == "closed":
         raise Conflict("this member's account is closed", code="member_closed")
     points = int(row["points"])
-    entry_id = await _book(conn, member, points, now)
+    entry_id = await _book(conn, member, points, str(row["reason"]), now)
     await conn.execute(
         "UPDATE adjustments SET status = 'booked', decided_by = $2, decided_at = $3,"
         " entry_id = $4, booked_at = $3 WHERE id = $1",

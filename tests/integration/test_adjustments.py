@@ -15,6 +15,7 @@ import pytest
 from api.admin_auth import accounts as admin_accounts
 from api.admin_auth.principal import AdminPrincipal
 from api.db.pool import transaction
+from api.engagement import inbox
 from api.errors import DomainError
 from api.ledger import adjustments
 from api.ledger.adjustments import AdjustmentFilter, AdjustmentRequest
@@ -299,6 +300,17 @@ async def test_a_small_adjustment_books_at_once_and_a_repeat_books_nothing(
     assert [r["action"] for r in trail] == ["adjustment.requested", "adjustment.booked"]
     assert trail[1]["before"]["available_points"] == 300
     assert trail[1]["after"]["available_points"] == 340
+    # The member is told, once per booked entry, in words: the three booked ones.
+    told = await inbox.list_messages(pool, member, before_id=None, limit=10)
+    assert sorted(m.subject for m in told) == [
+        "We added 10 points to your balance",
+        "We added 40 points to your balance",
+        "We took 320 points from your balance",
+    ]
+    debit_message = next(m for m in told if m.subject.startswith("We took"))
+    assert debit_message.body.endswith(
+        "corrected your available balance by 320 points. The reason: Duplicate earn at the till."
+    )
 
 
 async def test_a_debit_beyond_the_balance_is_refused_and_writes_nothing(

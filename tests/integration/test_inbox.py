@@ -201,6 +201,10 @@ def test_every_kind_renders_its_parameters():
         ),
         "tier_up": ({"tier": "Silver"}, ["Silver"]),
         "tier_down": ({"tier": "Bronze"}, ["Bronze", "review"]),
+        "adjustment": (
+            {"points": -1250, "reason": "Duplicate earn"},
+            ["We took 1.250 points", "The reason: Duplicate earn."],
+        ),
     }
     assert set(samples) == set(inbox.KINDS)
     for kind, (params, expected) in samples.items():
