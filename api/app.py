@@ -20,6 +20,7 @@ from api.admin_api.referrals import ReferralAdminController
 from api.admin_api.tiers import TierAdminController
 from api.admin_api.vip import VipAdminController
 from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
+from api.backoffice.router import backoffice_router
 from api.clock import Clock
 from api.db.pool import create_pool
 from api.lottery_pages.controllers import lottery_public_handlers, lottery_wallet_router
@@ -108,6 +109,7 @@ def create_app(
             TokenController,
             PartnerController,
             portal_router,
+            backoffice_router,
             WebhookController,
             ReconciliationController,
             StatementController,

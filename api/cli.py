@@ -372,7 +372,7 @@ def staff_create(
 
 @main.group()
 def admin() -> None:
-    """Programme admin accounts (the admin API's sign-in)."""
+    """Programme admin accounts (the back-office's and the admin API's sign-in)."""
 
 
 @admin.command("create")
@@ -406,6 +406,26 @@ def admin_create(ctx: Context, email: str, role: str, password_stdin: bool) -> N
     click.echo("Recovery codes, each usable once; they are not shown again:")
     for code in created.recovery_codes:
         click.echo(code)
+
+
+@admin.command("code")
+@click.option("--email", required=True)
+@pass_context
+def admin_code(ctx: Context, email: str) -> None:
+    """The admin's current TOTP code (development and demo only: it reads the
+    stored secret, which is what the second factor exists to keep off this machine)."""
+    from api.admin_auth.accounts import current_totp_code
+    from api.errors import DomainError
+
+    if ctx.settings.mode == "production":
+        click.echo("kring: admin code is for development and demos only", err=True)
+        sys.exit(2)
+    try:
+        code = ctx.run_db(lambda pool: current_totp_code(pool, email, now=Clock().now()))
+    except DomainError as exc:
+        click.echo(f"kring: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(code)
 
 
 @admin.command("disable")

@@ -53,3 +53,12 @@ def cents_half_even(micros: int) -> int:
     if twice > MICROS_PER_CENT or (twice == MICROS_PER_CENT and cents % 2 == 1):
         cents += 1
     return cents
+
+
+def format_cents(cents: int) -> str:
+    """1250 -> "12,50 €", -123 -> "-1,23 €" (how pages show money; the API
+    speaks integer cents). Sign first: floor division of a negative amount
+    would read -123 as -2 euros and 77 cents."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}".replace(",", ".") + f",{part:02d} €"

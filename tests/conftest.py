@@ -17,11 +17,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pyotp
 import pytest
 
 from api.admin_auth import accounts as admin_accounts
 from api.admin_auth.tokens import issue_admin_token
 from api.app import create_app
+from api.backoffice import session as backoffice_sessions
 from api.clock import ManualClock
 from api.coalition.members import create_member
 from api.coalition.partners import Credentials, NewPartner, create_partner
@@ -197,8 +199,54 @@ async def admin_headers(
     created = await transaction(
         pool,
         lambda conn: admin_accounts.create_admin(
-            conn, email=address, role=role, password="correct horse battery", now=clock.now()
+            conn, email=address, role=role, password=ADMIN_PASSWORD, now=clock.now()
         ),
     )
     token = issue_admin_token(created.principal.admin_id, secret=JWT_SECRET, now=clock.now())
     return {"Authorization": f"Bearer {token}"}
+
+
+ADMIN_PASSWORD = "correct horse battery"
+
+
+async def backoffice_session(
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    clock: ManualClock,
+    role: str,
+    email: str | None = None,
+) -> dict[str, str]:
+    """Headers of a back-office session for a new admin of `role`, signed in
+    through the real sign-in form (password and the TOTP code of `clock.now()`).
+
+    The cookie goes in an explicit header: the session cookie is Secure off
+    loopback, and the test client speaks plain HTTP. The CSRF header is the
+    one htmx sends, which every back-office form also accepts."""
+    address = email or f"backoffice-{role}-{next(_admin_emails)}@example.com"
+    created = await transaction(
+        pool,
+        lambda conn: admin_accounts.create_admin(
+            conn, email=address, role=role, password=ADMIN_PASSWORD, now=clock.now()
+        ),
+    )
+    form = await http.get("/backoffice/sign-in")
+    sign_in_csrf = form.cookies[backoffice_sessions.SIGN_IN_CSRF_COOKIE]
+    answer = await http.post(
+        "/backoffice/sign-in",
+        data={
+            "csrf_token": sign_in_csrf,
+            "email": address,
+            "password": ADMIN_PASSWORD,
+            "code": pyotp.parse_uri(created.totp_uri).at(clock.now()),
+        },
+        headers={"Cookie": f"{backoffice_sessions.SIGN_IN_CSRF_COOKIE}={sign_in_csrf}"},
+    )
+    assert answer.status_code == 303, answer.text
+    cookie = answer.cookies[backoffice_sessions.SESSION_COOKIE]
+    claims = backoffice_sessions.read_session(cookie, secret=JWT_SECRET, now=clock.now())
+    assert claims is not None
+    http.cookies.clear()
+    return {
+        "Cookie": f"{backoffice_sessions.SESSION_COOKIE}={cookie}",
+        backoffice_sessions.CSRF_HEADER: claims.csrf_token,
+    }

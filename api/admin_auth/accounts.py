@@ -142,6 +142,20 @@ async def active_admin(
     return None if row is None else _principal(row)
 
 
+async def current_totp_code(
+    db: asyncpg.Pool | asyncpg.Connection, email: str, *, now: datetime
+) -> str:
+    """The code an admin's authenticator shows at `now` (for `kring admin code`
+    in development and demos; never offered in production)."""
+    secret = await db.fetchval(
+        "SELECT totp_secret FROM admin_accounts WHERE email = $1 AND disabled_at IS NULL",
+        normalize_email(email),
+    )
+    if secret is None:
+        raise NotFound(f"no active admin {email}", code="admin_not_found")
+    return str(pyotp.TOTP(secret).at(now))
+
+
 def _matching_step(totp_secret: str, code: str, now: datetime) -> int | None:
     """The time step (within the allowed drift) whose code this is, else None."""
     totp = pyotp.TOTP(totp_secret)

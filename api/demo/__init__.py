@@ -23,12 +23,15 @@ from pathlib import Path
 
 import asyncpg
 
+from api.admin_auth.accounts import create_admin
+from api.admin_auth.principal import ROLES
 from api.coalition.members import Member, create_member
 from api.coalition.partners import Credentials, create_partner
 from api.db.pool import create_pool, transaction
 from api.demo.cast import PARTNERS, draw_people, partner_joined_at, year_start_of
 from api.demo.credentials import (
     LOCAL_API_URL,
+    AdminCredentials,
     DemoCredentials,
     DemoStats,
     PartnerCredentials,
@@ -96,6 +99,10 @@ async def seed_demo(
         await lock.close()  # ends the session, and with it the advisory lock
 
 
+def _admin_email(role: str) -> str:
+    return f"{role}@kring.example"
+
+
 def _portal_email(code: str) -> str:
     return f"manager@{code}.example"
 
@@ -118,8 +125,11 @@ async def _create(
     people = draw_people(rng, members, end)
     # Random, not seeded: the demo's passwords should not be guessable from the code.
     portal_passwords = {p.code: secrets.token_urlsafe(12) for p in PARTNERS}
+    admin_passwords = {role: secrets.token_urlsafe(12) for role in ROLES}
 
-    async def cast(conn: asyncpg.Connection) -> tuple[dict[str, Credentials], list[Member]]:
+    async def cast(
+        conn: asyncpg.Connection,
+    ) -> tuple[dict[str, Credentials], list[Member], list[AdminCredentials]]:
         partners = {
             p.code: await create_partner(conn, p.new_partner(), now=partner_joined_at(p, end))
             for p in PARTNERS
@@ -140,9 +150,27 @@ async def _create(
             )
             for person in people
         ]
-        return partners, cards
+        admins = []
+        for role in ROLES:
+            created = await create_admin(
+                conn,
+                email=_admin_email(role),
+                role=role,
+                password=admin_passwords[role],
+                now=year_start_of(end),
+            )
+            admins.append(
+                AdminCredentials(
+                    email=created.principal.email,
+                    role=role,
+                    password=admin_passwords[role],
+                    totp_uri=created.totp_uri,
+                    recovery_codes=created.recovery_codes,
+                )
+            )
+        return partners, cards, admins
 
-    partners, cards = await transaction(pool, cast)
+    partners, cards, admins = await transaction(pool, cast)
     credentials = DemoCredentials(
         created_at=end,
         api_url=LOCAL_API_URL,
@@ -160,6 +188,7 @@ async def _create(
             )
             for p in PARTNERS
         ],
+        admins=admins,
     )
     # The secrets exist only now: keep them before the long part, so that
     # a failure in the history still leaves working credentials behind.

@@ -38,11 +38,23 @@ class SampleMember(msgspec.Struct, kw_only=True):
     note: str
 
 
+class AdminCredentials(msgspec.Struct, kw_only=True):
+    """A back-office admin of the demo: one per role, so roles can be tried."""
+
+    email: str
+    role: str
+    password: str
+    totp_uri: str
+    recovery_codes: list[str]
+
+
 class DemoCredentials(msgspec.Struct, kw_only=True):
     created_at: datetime
     api_url: str
     partners: list[PartnerCredentials]
     sample_members: list[SampleMember] = []
+    # Empty in files from before the back-office.
+    admins: list[AdminCredentials] = []
 
 
 class DemoStats(msgspec.Struct, kw_only=True):
@@ -209,11 +221,21 @@ def render_summary(
             f"Partner portal (till, transactions): {portal}",
             f"  sign in as {first.portal_email} / {first.portal_password}",
         ]
+    base = (api_url or credentials.api_url).removesuffix("/partner/v1")
     if credentials.sample_members:
-        base = (api_url or credentials.api_url).removesuffix("/partner/v1")
         lines += [
             "",
             f"Member wallet: {base}/ (sign in as {credentials.sample_members[0].email};"
             f" the code is in {base}/dev/mailbox)",
+        ]
+    if credentials.admins:
+        owner = credentials.admins[0]
+        lines += [
+            "",
+            f"Back-office: {base}/backoffice, one admin per role"
+            f" ({', '.join(a.email for a in credentials.admins)}); passwords, TOTP set-up"
+            " URIs and recovery codes are in the credentials file.",
+            f"  sign in as {owner.email} / {owner.password} with the code from"
+            f" `kring admin code --email {owner.email}` (development only)",
         ]
     return "\n".join(lines)

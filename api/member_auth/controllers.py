@@ -27,7 +27,6 @@ from api.member_auth.guards import (
     Wallet,
     api_member,
     clear_session_cookie,
-    cookie_secure,
     find_wallet_session,
     require_wallet_csrf,
     set_session_cookie,
@@ -36,6 +35,7 @@ from api.member_auth.guards import (
 from api.member_auth.pages import page
 from api.member_auth.redirects import safe_next
 from api.member_auth.sessions import revoke_session
+from api.web.cookies import cookie_secure, csrf_matches, new_csrf_token
 from api.web.state import Runtime, runtime
 from api.web.templates import as_sentence
 
@@ -93,7 +93,7 @@ def _sign_in_csrf_token(request: Request[Any, Any, Any], *, fresh: bool) -> str:
     """The double-submit token: the cookie's, kept across the two forms, or a new one."""
     current = request.cookies.get(SIGN_IN_CSRF_COOKIE)
     if fresh or not current or len(current) > SIGN_IN_CSRF_CHARS_MAX:
-        return tokens.new_csrf_token()
+        return new_csrf_token()
     return current
 
 
@@ -148,7 +148,7 @@ async def sign_in_send(request: Request[Any, Any, Any]) -> Response[str]:
     form = await request.form()
     email = _form_text(form, "email", EMAIL_FIELD_CHARS_MAX)
     next_path = safe_next(_form_text(form, "next", 2000))
-    if not tokens.constant_time_equal(
+    if not csrf_matches(
         request.cookies.get(SIGN_IN_CSRF_COOKIE), _form_text(form, CSRF_FIELD, 200)
     ):
         return _email_page(
@@ -245,7 +245,7 @@ async def sign_in_code(request: Request[Any, Any, Any]) -> Response[str]:
     if ticket is None:
         return Redirect(SIGN_IN_PATH, status_code=303)
     form = await request.form()
-    if not tokens.constant_time_equal(
+    if not csrf_matches(
         request.cookies.get(SIGN_IN_CSRF_COOKIE), _form_text(form, CSRF_FIELD, 200)
     ):
         return _code_page(

@@ -34,6 +34,7 @@ from api.member_auth import tokens
 from api.member_auth.codes import RetryLater
 from api.member_auth.principal import MemberPrincipal
 from api.member_auth.sessions import live_session
+from api.web.cookies import cookie_secure, csrf_matches
 from api.web.problems import domain_error
 from api.web.state import runtime
 
@@ -41,7 +42,6 @@ WALLET_SESSION_COOKIE = "kring_wallet"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SIGN_IN_PATH = "/sign-in"
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _STATE_KEY = "kring_wallet_session"
 # The signed-in member's unread inbox count, for the wallet nav's badge
 # (api/wallet/pages.py puts it in every page's context).
@@ -71,10 +71,6 @@ class WalletSession:
 # Provide(api_member); `who: Wallet` with Provide(wallet_session).
 Member = NamedDependency[MemberPrincipal]
 Wallet = NamedDependency[WalletSession]
-
-
-def cookie_secure(host: str | None) -> bool:
-    return (host or "") not in _LOOPBACK_HOSTS
 
 
 def _secret(request: Request[Any, Any, Any]) -> str:
@@ -140,7 +136,7 @@ async def require_wallet_csrf(request: Request[Any, Any, Any]) -> None:
         form = await request.form()
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    if not tokens.constant_time_equal(session.csrf_token, sent):
+    if not csrf_matches(session.csrf_token, sent):
         raise FormExpired
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -77,19 +76,9 @@ def _session_claims(token: str, *, audience: str, secret: str, now: datetime) ->
         raise signed_tokens.TokenRejected("invalid") from None
 
 
-def new_csrf_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
 def csrf_token_for(session_id: UUID, *, secret: str) -> str:
     """The CSRF token of a wallet session: derived, so nothing more is stored."""
     return hmac.new(secret.encode(), b"wallet-csrf:" + session_id.bytes, hashlib.sha256).hexdigest()
-
-
-def constant_time_equal(expected: str | None, sent: str | None) -> bool:
-    if not expected or not sent:
-        return False
-    return hmac.compare_digest(expected.encode(), sent.encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,11 +24,11 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from api.errors import DomainError, NotFound
+from api.money import format_cents
 from api.payments import sandbox
 from api.payments.mollie import MollieProvider
 from api.payments.payments import handle_notification
 from api.payments.providers import payment_not_found, sandbox_offered
-from api.portal.forms import format_cents
 from api.web.state import Runtime, runtime
 from api.web.templates import Pages, html
 

@@ -18,13 +18,14 @@ from api.coalition.card_tokens import card_number_from, token_key
 from api.coalition.partners import rotate_credentials
 from api.db.pool import transaction
 from api.errors import DomainError
+from api.money import format_cents
 from api.partner_api import schemas, services
 from api.partner_api.idempotency import Answer
 from api.portal import session as sessions
 from api.portal import statements as statement_pages
 from api.portal import webhooks as webhook_pages
 from api.portal.credentials import active_clients
-from api.portal.forms import format_cents, normalize_card, parse_euros, parse_points
+from api.portal.forms import normalize_card, parse_euros, parse_points
 from api.portal.guards import (
     FormExpired,
     ManagersOnly,
@@ -42,6 +43,7 @@ from api.portal.guards import (
 )
 from api.portal.pages import page
 from api.portal.staff import authenticate
+from api.web.cookies import cookie_secure, csrf_matches, new_csrf_token
 from api.web.state import Runtime, runtime
 from api.web.templates import is_htmx
 
@@ -101,7 +103,7 @@ def _sign_in_page(
         token,
         max_age=int(sessions.SIGN_IN_CSRF_TTL.total_seconds()),
         path=PORTAL,
-        secure=sessions.cookie_secure(request.url.hostname),
+        secure=cookie_secure(request.url.hostname),
         httponly=True,
         samesite="strict",
     )
@@ -115,7 +117,7 @@ async def portal_home() -> Redirect:
 
 @get("/sign-in", include_in_schema=False)
 async def sign_in_form(request: Request[Any, Any, Any]) -> Response[str]:
-    return _sign_in_page(request, sessions.new_csrf_token())
+    return _sign_in_page(request, new_csrf_token())
 
 
 @post("/sign-in", include_in_schema=False)
@@ -124,10 +126,10 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
     form = await request.form()
     email = form_text(form, "email")[:300]
     cookie_token = request.cookies.get(sessions.SIGN_IN_CSRF_COOKIE)
-    if not sessions.csrf_matches(cookie_token, form_text(form, sessions.CSRF_FIELD)):
+    if not csrf_matches(cookie_token, form_text(form, sessions.CSRF_FIELD)):
         return _sign_in_page(
             request,
-            sessions.new_csrf_token(),
+            new_csrf_token(),
             email=email,
             error="The page had expired: try again.",
         )
@@ -143,7 +145,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
         sessions.issue_session(staff.id, secret=session_secret(rt), now=rt.clock.now()),
         max_age=int(sessions.SESSION_TTL.total_seconds()),
         path=PORTAL,
-        secure=sessions.cookie_secure(request.url.hostname),
+        secure=cookie_secure(request.url.hostname),
         httponly=True,
         samesite="lax",
     )

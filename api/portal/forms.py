@@ -42,12 +42,3 @@ def parse_points(text: str) -> int:
 def normalize_card(text: str) -> str:
     """Staff may type the card with spaces or dashes, as printed."""
     return re.sub(r"[\s-]", "", text[:CARD_INPUT_LENGTH_MAX])
-
-
-def format_cents(cents: int) -> str:
-    """1250 -> "12,50 €", -123 -> "-1,23 €" (the portal's display; the API
-    speaks integer cents). Sign first: floor division of a negative amount
-    would read -123 as -2 euros and 77 cents."""
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}".replace(",", ".") + f",{part:02d} €"

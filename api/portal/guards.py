@@ -19,6 +19,7 @@ from litestar.di import NamedDependency
 from api.partner_api.auth import PartnerPrincipal
 from api.portal import session as sessions
 from api.portal.staff import Staff, find_active_staff
+from api.web.cookies import csrf_matches
 from api.web.state import Runtime, runtime
 
 # Keys the portal's forms carry; the prefix keeps them apart from a partner's own POS keys.
@@ -73,7 +74,7 @@ def require_manager(who: StaffSession) -> None:
 
 
 def require_csrf(form: FormMultiDict, expected: str) -> None:
-    if not sessions.csrf_matches(expected, form_text(form, sessions.CSRF_FIELD)):
+    if not csrf_matches(expected, form_text(form, sessions.CSRF_FIELD)):
         raise FormExpired
 
 

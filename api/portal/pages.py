@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from api.portal.forms import format_cents
+from api.money import format_cents
 from api.web.templates import Pages, as_sentence
 
 HTMX_JS = "/static/vendor/htmx-2.0.11.min.js"

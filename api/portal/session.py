@@ -14,12 +14,11 @@ re-reads the staff row, so a disabled account stops working at once.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from api import signed_tokens
+from api.web.cookies import new_csrf_token
 
 AUDIENCE = "kring:portal"
 SESSION_COOKIE = "kring_portal"
@@ -27,17 +26,12 @@ SIGN_IN_CSRF_COOKIE = "kring_portal_csrf"
 SESSION_TTL = timedelta(hours=8)
 SIGN_IN_CSRF_TTL = timedelta(hours=1)
 CSRF_FIELD = "csrf_token"
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
 class PortalSession:
     staff_id: int
     csrf_token: str
-
-
-def new_csrf_token() -> str:
-    return secrets.token_urlsafe(32)
 
 
 def issue_session(staff_id: int, *, secret: str, now: datetime) -> str:
@@ -61,13 +55,3 @@ def read_session(token: str | None, *, secret: str, now: datetime) -> PortalSess
         return PortalSession(staff_id=int(claims["sub"]), csrf_token=str(claims["csrf"]))
     except (signed_tokens.TokenRejected, ValueError, TypeError):
         return None
-
-
-def csrf_matches(expected: str | None, sent: str | None) -> bool:
-    if not expected or not sent:
-        return False
-    return hmac.compare_digest(expected.encode(), sent.encode())
-
-
-def cookie_secure(host: str | None) -> bool:
-    return (host or "") not in _LOOPBACK_HOSTS

@@ -19,8 +19,8 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from api.errors import DomainError
+from api.money import format_cents
 from api.partner_api import schemas, services
-from api.portal.forms import format_cents
 from api.portal.guards import SignedIn, StaffSession, base_context
 from api.portal.pages import page
 from api.settlement.periods import SETTLEMENT_TIMEZONE

@@ -11,7 +11,7 @@ from litestar import Request, Response
 
 from api.coalition.member_views import MEMBER_TIME_ZONE
 from api.member_auth.guards import INBOX_UNREAD_STATE_KEY
-from api.portal.forms import format_cents
+from api.money import format_cents
 from api.web.templates import Pages
 
 _ZONE = ZoneInfo(MEMBER_TIME_ZONE)

@@ -11,9 +11,12 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 from schwifty import IBAN
 
+from api.admin_auth import accounts as admin_accounts
+from api.admin_auth.principal import ROLES
 from api.charity.charities import list_charities
 from api.charity.matching import list_campaigns
 from api.coalition.partners import verify_credentials
@@ -178,6 +181,25 @@ async def test_credentials_file_works_and_summary_points_to_it(demo, pool):
     assert await pool.fetchval("SELECT count(*) FROM members WHERE email = $1", email) == 1
     cards = [m["card_number"] for m in content["sample_members"]]
     assert len(cards) >= 3
+    # One back-office admin per role; the owner's password and the code that
+    # `kring admin code` prints sign in through the admin checks.
+    assert [a["role"] for a in content["admins"]] == list(ROLES)
+    owner = content["admins"][0]
+    assert f"sign in as {owner['email']} / {owner['password']}" in summary
+    now = datetime.now(UTC)
+    admin = await admin_accounts.sign_in(
+        pool,
+        email=owner["email"],
+        password=owner["password"],
+        totp_code=await admin_accounts.current_totp_code(pool, owner["email"], now=now),
+        recovery_code=None,
+        ip="127.0.0.1",
+        now=now,
+    )
+    assert admin.role == "owner"
+    assert pyotp.parse_uri(owner["totp_uri"]).verify(
+        await admin_accounts.current_totp_code(pool, owner["email"], now=now), for_time=now
+    )
     known = await pool.fetchval(
         "SELECT count(*) FROM members WHERE card_number = ANY($1::text[])", cards
     )

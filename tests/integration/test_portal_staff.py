@@ -21,9 +21,11 @@ from api.clock import ManualClock
 from api.coalition.partners import Credentials, verify_credentials
 from api.db.pool import transaction
 from api.errors import DomainError
+from api.money import format_cents
 from api.portal import session as sessions
-from api.portal.forms import format_cents, parse_euros, parse_points
+from api.portal.forms import parse_euros, parse_points
 from api.portal.staff import Staff, authenticate, create_staff
+from api.web.cookies import cookie_secure
 from tests.conftest import balances
 
 KRING = str(Path(sys.executable).parent / "kring")
@@ -134,8 +136,8 @@ def test_session_tokens_are_for_the_portal_only_and_expire(clock: ManualClock) -
     assert sessions.read_session(token, secret=secret, now=later) is None
     assert sessions.read_session(token, secret="t" * 40, now=clock.now()) is None
     assert sessions.read_session(token + "x", secret=secret, now=clock.now()) is None
-    assert sessions.cookie_secure("portal.kring.example")
-    assert not sessions.cookie_secure("127.0.0.1") and not sessions.cookie_secure("localhost")
+    assert cookie_secure("portal.kring.example")
+    assert not cookie_secure("127.0.0.1") and not cookie_secure("localhost")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from api.clock import ManualClock
 from api.coalition.partners import Credentials
 from api.db.pool import transaction
-from api.portal.forms import format_cents
+from api.money import format_cents
 from api.portal.staff import create_staff
 from api.portal.statements import STATEMENTS_PAGE_SIZE, exact_euros
 from api.settlement.periods import business_date, day_end

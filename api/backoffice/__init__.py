@@ -1,0 +1,1 @@
+"""The back-office: htmx pages at /backoffice for programme admins (session cookie)."""

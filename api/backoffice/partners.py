@@ -1,0 +1,7 @@
+"""Back-office pages: partners (being built)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: list[Any] = []

@@ -1,0 +1,7 @@
+"""Back-office pages: programme (being built)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: list[Any] = []
