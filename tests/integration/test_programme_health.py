@@ -11,8 +11,15 @@ issued at 1.0 cent (10,000 micros) a point.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+
+import pytest
+from markupsafe import escape
 
 from api.charity import charities, donations
 from api.coalition import pulse_survey
@@ -29,6 +36,9 @@ from api.programme_health.figures import COMPUTE, chart_data, compute_figure
 from api.programme_health.window import window_ending
 from api.settlement.run import settle_due
 from api.vip import subscriptions
+from tests.conftest import backoffice_session
+
+HX = {"HX-Request": "true"}
 
 IBAN = "NL91ABNA0417164300"
 D = Decimal
@@ -38,9 +48,9 @@ def at(month: int, day: int, hour: int = 12) -> datetime:
     return datetime(2026, month, day, hour, 0, tzinfo=UTC)
 
 
-async def test_every_figure_matches_the_hand_computed_value(
-    make_partner, make_member, client_for, pool, clock
-):
+@pytest.fixture(scope="module")
+async def coalition(make_partner, make_member, client_for, pool, clock) -> None:
+    """The fixed data set; the clock is left at 20 May 2026 12:00 UTC."""
     clock.set(at(3, 2, 9))
     alpha_creds = await make_partner(code="alpha", name="Alpha", return_window_days=0)
     beta_creds = await make_partner(code="beta", name="Beta", return_window_days=0)
@@ -135,6 +145,8 @@ async def test_every_figure_matches_the_hand_computed_value(
     while await settle_due(pool, clock.now()):  # business days 2 Mar - 19 May, in batches
         pass
 
+
+async def test_every_figure_matches_the_hand_computed_value(coalition, pool, clock):
     window = window_ending(clock.now(), 3)
     assert [m.isoformat() for m in window.months] == ["2026-03-01", "2026-04-01", "2026-05-01"]
 
@@ -263,4 +275,61 @@ async def test_every_figure_matches_the_hand_computed_value(
         ],
     )
     assert seen == set(COMPUTE) == set(FIGURES)
-    assert (m3, m4) != (0, 0)  # every member above took part
+
+
+async def test_the_dashboard_shows_every_figure_with_its_definition_table_and_csv(
+    coalition, http, pool, clock
+):
+    for role in ("owner", "finance", "support", "marketing"):
+        headers = await backoffice_session(http, pool, clock, role)
+        page = await http.get("/backoffice/dashboard?months=3", headers=headers)
+        assert page.status_code == 200, role
+    for f in FIGURES.values():  # definitions beside the charts, fragments loaded by htmx
+        assert str(escape(f.definition)) in page.text
+        assert f'hx-get="/backoffice/dashboard/figures/{f.key}?months=3"' in page.text
+    assert "/static/vendor/chart.js-4.6.1/chart.umd.min.js" in page.text
+
+    share = await http.get(
+        "/backoffice/dashboard/figures/share_of_wallet?months=3", headers={**headers, **HX}
+    )
+    assert share.status_code == 200 and "<html" not in share.text
+    cells = [
+        re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", tr)
+        for tr in re.findall(r"<tr>(.*?)</tr>", share.text, re.S)
+    ]
+    assert cells == [
+        ["partner", "spend (cents)", "share of wallet %"],
+        ["Alpha", "€500.00", "74.6%"],
+        ["Beta", "€170.00", "25.4%"],
+    ]
+    found = re.search(
+        r'<script type="application/json" id="chart-data-share_of_wallet">(.*?)</script>',
+        share.text,
+        re.S,
+    )
+    assert found
+    assert json.loads(found.group(1)) == {
+        "kind": "bar",
+        "labels": ["Alpha", "Beta"],
+        "series": [{"label": "share of wallet %", "unit": "percent", "data": [74.6, 25.4]}],
+    }
+    flow = await http.get("/backoffice/dashboard/figures/partner_flow?months=3", headers=headers)
+    assert flow.status_code == 200 and "<html" in flow.text  # without htmx, a page
+    assert '<th scope="row">Beta</th><td class="num">40</td>' in flow.text
+
+    answer = await http.get("/backoffice/dashboard/partner_flow.csv?months=3", headers=headers)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert 'filename="partner_flow.csv"' in answer.headers["content-disposition"]
+    assert list(csv.reader(io.StringIO(answer.text))) == [
+        ["earned at \\ redeemed at", "Alpha", "Beta", "total"],
+        ["Alpha", "150", "120", "270"],
+        ["Beta", "40", "0", "40"],
+    ]
+    for key in FIGURES:
+        got = await http.get(f"/backoffice/dashboard/{key}.csv?months=3", headers=headers)
+        assert got.status_code == 200, key
+    for bad in ("/backoffice/dashboard/nothing.csv", "/backoffice/dashboard/figures/nothing"):
+        assert (await http.get(bad, headers=headers)).status_code == 404, bad
+    assert (await http.get("/backoffice/dashboard?months=99", headers=headers)).status_code == 400
+    assert (await http.get("/backoffice/dashboard")).status_code == 303
