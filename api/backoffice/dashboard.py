@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
+from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, Parameter
 
 from api.backoffice.csv_export import csv_response
@@ -22,6 +23,7 @@ from api.backoffice.pages import base_context, page
 from api.errors import DomainError, NotFound
 from api.programme_health.definitions import FIGURE_LIST, FIGURES
 from api.programme_health.figures import Cell, Table, Unit, chart_data, compute_figure
+from api.programme_health.rollup import REFRESH_AFTER, is_stale, last_refresh, refresh
 from api.programme_health.window import WINDOW_MONTHS, WINDOW_MONTHS_MAX, window_ending
 from api.web.state import runtime
 
@@ -49,6 +51,7 @@ def _context(who: SignedInAdmin, months: int) -> dict[str, Any]:
         "dashboard_css": DASHBOARD_CSS,
         "months": months,
         "month_choices": MONTH_CHOICES,
+        "refresh_minutes": int(REFRESH_AFTER.total_seconds() // 60),
     }
 
 
@@ -79,11 +82,22 @@ async def dashboard(
     request: Request[Any, Any, Any], who: SignedInAdmin, months: Months = None
 ) -> Response[str]:
     chosen = _months(months)
-    return page(
+    rt = runtime(request.app.state)
+    # The charts' fragments read the rollups. Stale ones are rebuilt after this
+    # answer is sent (seconds at 10,000 members: the page must not wait), so
+    # the charts show the previous rebuild; only the very first is awaited.
+    now = rt.clock.now()
+    refreshed = await last_refresh(rt.db)
+    if refreshed is None:
+        refreshed = await refresh(rt.db, now)
+    answer = page(
         request,
         "backoffice/dashboard.html",
-        {**_context(who, chosen), "figures": FIGURE_LIST},
+        {**_context(who, chosen), "figures": FIGURE_LIST, "refreshed": refreshed},
     )
+    if is_stale(refreshed, now):
+        answer.background = BackgroundTask(refresh, rt.db, now)
+    return answer
 
 
 @get("/dashboard/figures/{key:str}", opt={"roles": ALL_ROLES})

@@ -16,6 +16,12 @@ Shared words, used exactly in every definition:
 - active member: a member with at least one purchase or redemption.
 - percentages: 100 x numerator / denominator, rounded half-even to one
   decimal; empty when the denominator is 0.
+- freshness: figures over whole months read the dashboard's rollups
+  (api/programme_health/rollup.py), rebuilt in the background when the
+  dashboard is opened and they are older than 5 minutes; "now" for them is
+  the last rebuild's time. The
+  30/90-day active members, breakage, NPS, donations and the pulse survey are
+  read live.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import asyncpg
 
 from api.money import cents_half_even
 from api.programme_health.definitions import FIGURES, Figure
+from api.programme_health.rollup import last_refresh
 from api.programme_health.window import (
     TZ,
     Window,
@@ -31,7 +32,7 @@ from api.programme_health.window import (
     percent,
     whole_cents,
 )
-from api.settlement.position import liability_now
+from api.settlement.position import Liability, liability_now
 
 Cell = int | str | Decimal | None
 # What a column holds, so a chart puts it on the right axis.
@@ -80,9 +81,12 @@ async def active_members(db: Db, window: Window) -> Table:
 
 async def _active_by_month(db: Db, window: Window) -> dict[date, int]:
     rows = await db.fetch(
-        f"SELECT month, count(DISTINCT member_id) AS n FROM ({_ACTIVITY}) a GROUP BY month",
-        window.start,
-        window.now,
+        """
+        SELECT month, count(*) AS n FROM health_member_months
+        WHERE month = ANY($1::date[]) AND (purchases > 0 OR redemptions > 0)
+        GROUP BY month
+        """,
+        list(window.months),
     )
     return {r["month"]: r["n"] for r in rows}
 
@@ -120,30 +124,26 @@ def _int_or_none(value: Any, unit: Unit) -> Cell:
 
 async def earn_by_partner(db: Db, window: Window) -> Table:
     rows = await db.fetch(
-        f"""
-        SELECT {month_of("t.created_at")} AS month, p.name AS series, sum(t.points) AS value
-        FROM transactions t JOIN partners p ON p.id = t.partner_id
-        WHERE t.kind = 'earn' AND t.created_at >= $1 AND t.created_at < $2
+        """
+        SELECT h.month, p.name AS series, sum(h.base_points) AS value
+        FROM health_partner_months h JOIN partners p ON p.id = h.partner_id
+        WHERE h.month = ANY($1::date[]) AND h.purchases > 0
         GROUP BY 1, 2
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
     return _pivot(window, rows, "points")
 
 
 async def burn_by_partner(db: Db, window: Window) -> Table:
     rows = await db.fetch(
-        f"""
-        SELECT {month_of("t.finished_at")} AS month, p.name AS series,
-               sum(t.points_captured) AS value
-        FROM transactions t JOIN partners p ON p.id = t.partner_id
-        WHERE t.kind = 'burn' AND t.status = 'captured'
-          AND t.finished_at >= $1 AND t.finished_at < $2
+        """
+        SELECT h.month, p.name AS series, sum(h.points_redeemed) AS value
+        FROM health_partner_months h JOIN partners p ON p.id = h.partner_id
+        WHERE h.month = ANY($1::date[]) AND h.points_redeemed > 0
         GROUP BY 1, 2
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
     return _pivot(window, rows, "points")
 
@@ -160,7 +160,14 @@ async def liability(db: Db, window: Window) -> Table:
         window.months[0],
         window.now,
     )
-    now = await liability_now(db)
+    # The ledger's own valuation, as of the rollups' last refresh (reading
+    # every lot again for each view would cost as much as the rest together).
+    refreshed = await last_refresh(db)
+    now = (
+        Liability(refreshed.liability_points, refreshed.liability_micros)
+        if refreshed is not None
+        else await liability_now(db)
+    )
     rows: list[tuple[Cell, ...]] = [
         (
             f"{month_label(r['business_date'])} (settled {r['business_date'].isoformat()})",
@@ -203,19 +210,12 @@ async def breakage(db: Db, window: Window) -> Table:
 
 async def redemption_rate(db: Db, window: Window) -> Table:
     rows = await db.fetch(
-        f"""
-        SELECT month, sum(issued)::bigint AS issued, sum(redeemed)::bigint AS redeemed FROM (
-            SELECT {month_of("created_at")} AS month, points + bonus_points AS issued,
-                   0 AS redeemed
-            FROM transactions WHERE kind = 'earn' AND created_at >= $1 AND created_at < $2
-            UNION ALL
-            SELECT {month_of("finished_at")}, 0, points_captured
-            FROM transactions WHERE kind = 'burn' AND status = 'captured'
-              AND finished_at >= $1 AND finished_at < $2
-        ) x GROUP BY month
+        """
+        SELECT month, sum(points_earned)::bigint AS issued,
+               sum(points_redeemed)::bigint AS redeemed
+        FROM health_member_months WHERE month = ANY($1::date[]) GROUP BY month
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
     by_month = {r["month"]: (r["issued"], r["redeemed"]) for r in rows}
     out: list[tuple[Cell, ...]] = []
@@ -234,28 +234,22 @@ async def redemption_rate(db: Db, window: Window) -> Table:
 
 async def retention_cohorts(db: Db, window: Window) -> Table:
     rows = await db.fetch(
-        f"""
+        """
         WITH firsts AS (
-            SELECT member_id, min(created_at) AS first_at
-            FROM transactions WHERE kind = 'earn' AND created_at < $2
-            GROUP BY member_id
-            HAVING min(created_at) >= $1
-        ),
-        cohort AS (SELECT member_id, {month_of("first_at")} AS cohort FROM firsts),
-        active AS (
-            SELECT DISTINCT t.member_id, {month_of("t.created_at")} AS month
-            FROM transactions t JOIN cohort c ON c.member_id = t.member_id
-            WHERE t.kind = 'earn' AND t.created_at >= $1 AND t.created_at < $2
+            SELECT member_id, min(month) AS cohort FROM health_member_months
+            WHERE purchases > 0 GROUP BY member_id HAVING min(month) >= $1
         )
-        SELECT c.cohort,
-               ((extract(year FROM a.month) - extract(year FROM c.cohort)) * 12
-                + extract(month FROM a.month) - extract(month FROM c.cohort))::int AS k,
+        SELECT f.cohort,
+               ((extract(year FROM h.month) - extract(year FROM f.cohort)) * 12
+                + extract(month FROM h.month) - extract(month FROM f.cohort))::int AS k,
                count(*) AS members
-        FROM cohort c JOIN active a ON a.member_id = c.member_id
+        FROM firsts f
+        JOIN health_member_months h ON h.member_id = f.member_id AND h.purchases > 0
+        WHERE h.month = ANY($2::date[])
         GROUP BY 1, 2
         """,
-        window.start,
-        window.now,
+        window.months[0],
+        list(window.months),
     )
     counts = {(r["cohort"], r["k"]): r["members"] for r in rows}
     months = len(window.months)
@@ -279,29 +273,23 @@ async def retention_cohorts(db: Db, window: Window) -> Table:
 
 async def repeat_purchase_rate(db: Db, window: Window) -> Table:
     rows = await db.fetch(
-        f"""
-        WITH per AS (
-            SELECT member_id, {month_of("created_at")} AS month, count(*) AS purchases
-            FROM transactions WHERE kind = 'earn' AND created_at >= $1 AND created_at < $2
-            GROUP BY 1, 2
-        )
+        """
         SELECT month, count(*) AS buyers, count(*) FILTER (WHERE purchases >= 2) AS repeaters
-        FROM per GROUP BY ROLLUP (month)
+        FROM health_member_months WHERE month = ANY($1::date[]) AND purchases > 0
+        GROUP BY month
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
-    # The ROLLUP's total row cannot use per-month counts: a member with one
-    # purchase in each of two months is a repeater over the window.
+    # Not the sum of the months: a member with one purchase in each of two
+    # months is a repeater over the window.
     total = await db.fetchrow(
         """
         SELECT count(*) AS buyers, count(*) FILTER (WHERE n >= 2) AS repeaters FROM (
-            SELECT member_id, count(*) AS n FROM transactions
-            WHERE kind = 'earn' AND created_at >= $1 AND created_at < $2 GROUP BY member_id
+            SELECT member_id, sum(purchases) AS n FROM health_member_months
+            WHERE month = ANY($1::date[]) AND purchases > 0 GROUP BY member_id
         ) x
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
     by_month = {r["month"]: (r["buyers"], r["repeaters"]) for r in rows if r["month"]}
     out: list[tuple[Cell, ...]] = []
@@ -326,13 +314,12 @@ async def repeat_purchase_rate(db: Db, window: Window) -> Table:
 async def share_of_wallet(db: Db, window: Window) -> Table:
     rows = await db.fetch(
         """
-        SELECT p.name, sum(t.amount_cents - t.amount_refunded_cents)::bigint AS spend
-        FROM transactions t JOIN partners p ON p.id = t.partner_id
-        WHERE t.kind = 'earn' AND t.created_at >= $1 AND t.created_at < $2
+        SELECT p.name, sum(h.spend_cents)::bigint AS spend
+        FROM health_partner_months h JOIN partners p ON p.id = h.partner_id
+        WHERE h.month = ANY($1::date[]) AND h.purchases > 0
         GROUP BY p.name ORDER BY spend DESC, p.name
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
     total = sum(r["spend"] for r in rows)
     return Table(
@@ -346,12 +333,11 @@ async def partners_per_member(db: Db, window: Window) -> Table:
     rows = await db.fetch(
         """
         SELECT least(partners, 3) AS used, count(*) AS members FROM (
-            SELECT member_id, count(DISTINCT partner_id) AS partners FROM transactions
-            WHERE kind = 'earn' AND created_at >= $1 AND created_at < $2 GROUP BY member_id
+            SELECT member_id, count(*) AS partners FROM health_member_partners
+            WHERE months && $1::date[] GROUP BY member_id
         ) x GROUP BY 1
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
     counts = {r["used"]: r["members"] for r in rows}
     buyers = sum(counts.values())
@@ -395,8 +381,8 @@ async def clv_by_tier(db: Db, window: Window) -> Table:
         """
         WITH lowest AS (SELECT code FROM tiers ORDER BY position LIMIT 1),
         spend AS (
-            SELECT member_id, sum(amount_cents - amount_refunded_cents) AS cents
-            FROM transactions WHERE kind = 'earn' AND created_at < $1 GROUP BY member_id
+            SELECT member_id, sum(spend_cents) AS cents
+            FROM health_member_months GROUP BY member_id
         )
         SELECT t.name, t.position, count(m.id) AS members,
                coalesce(sum(s.cents), 0)::bigint AS cents
@@ -491,36 +477,17 @@ PROGRAMME_REWARDS = "programme rewards"
 
 
 async def partner_flow(db: Db, window: Window) -> Table:
-    # A partial capture puts points back latest expiry first (api/ledger/lots.py
-    # RESTORE_HOLD_CTES), so what stays captured is the hold's earliest-expiring
-    # points: the running sum in that order finds each lot's captured share.
+    # Traced when the rollups are rebuilt (api/programme_health/rollup.py).
     rows = await db.fetch(
         """
-        WITH burns AS (
-            SELECT id, partner_id, points_captured FROM transactions
-            WHERE kind = 'burn' AND status = 'captured' AND points_captured > 0
-              AND finished_at >= $1 AND finished_at < $2
-        ),
-        traced AS (
-            SELECT b.partner_id AS burned_at, b.points_captured, hl.points,
-                   coalesce(l.transaction_id, l.bonus_for) AS origin,
-                   sum(hl.points) OVER (PARTITION BY b.id ORDER BY l.expires_at, l.id)
-                       - hl.points AS before
-            FROM burns b
-            JOIN hold_lots hl ON hl.transaction_id = b.id
-            JOIN lots l ON l.id = hl.lot_id
-        )
-        SELECT ep.name AS earned_at, bp.name AS burned_at,
-               sum(least(tr.points, tr.points_captured - tr.before))::bigint AS points
-        FROM traced tr
-        JOIN partners bp ON bp.id = tr.burned_at
-        LEFT JOIN transactions e ON e.id = tr.origin
-        LEFT JOIN partners ep ON ep.id = e.partner_id
-        WHERE tr.before < tr.points_captured
+        SELECT ep.name AS earned_at, bp.name AS burned_at, sum(f.points)::bigint AS points
+        FROM health_partner_flow f
+        JOIN partners bp ON bp.id = f.burned_partner_id
+        LEFT JOIN partners ep ON ep.id = f.earned_partner_id
+        WHERE f.month = ANY($1::date[])
         GROUP BY 1, 2
         """,
-        window.start,
-        window.now,
+        list(window.months),
     )
     cells = {(r["earned_at"] or PROGRAMME_REWARDS, r["burned_at"]): r["points"] for r in rows}
     burned_at = sorted({b for _, b in cells})
@@ -617,9 +584,26 @@ COMPUTE: dict[str, Compute] = {
 assert COMPUTE.keys() == FIGURES.keys(), "every figure has a definition and a query"
 
 
+# A figure aggregates a year of purchases (~500,000 rows for 10,000 members):
+# with the default 4 MB its sorts and hashes spill to disk, and the JIT spends
+# more compiling than it saves. Both set per transaction, for figures only.
+FIGURE_SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off"
+
+
 async def compute_figure(db: Db, key: str, window: Window) -> tuple[Figure, Table]:
-    """The figure `key` (KeyError if there is none) over `window`."""
-    return FIGURES[key], await COMPUTE[key](db, window)
+    """The figure `key` (KeyError if there is none) over `window`, read in one
+    read-only transaction (one snapshot when a figure takes two queries)."""
+    compute = COMPUTE[key]
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return FIGURES[key], await _read(conn, compute, window)
+    return FIGURES[key], await _read(db, compute, window)
+
+
+async def _read(conn: asyncpg.Connection, compute: Compute, window: Window) -> Table:
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        await conn.execute(FIGURE_SETTINGS)
+        return await compute(conn, window)
 
 
 def chart_data(figure: Figure, table: Table) -> dict[str, Any]:

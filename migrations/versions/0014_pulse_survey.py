@@ -48,10 +48,60 @@ CREATE INDEX transactions_earn_member ON transactions (member_id, created_at)
     WHERE kind = 'earn';
 CREATE INDEX transactions_captured ON transactions (finished_at)
     INCLUDE (member_id, partner_id, points_captured)
-    WHERE kind = 'burn' AND status = 'captured'
+    WHERE kind = 'burn' AND status = 'captured';
+
+-- Rollups the dashboard reads instead of a year of transactions (written
+-- whole by api/programme_health/rollup.py, at most every few minutes, in one
+-- transaction, so a reader sees the previous or the next one, never half).
+-- Months are Amsterdam months; a purchase counts in the month it was booked,
+-- a redemption in the month it was captured.
+CREATE TABLE health_member_months (
+    month            date NOT NULL,
+    member_id        bigint NOT NULL,
+    purchases        integer NOT NULL,
+    spend_cents      bigint NOT NULL,
+    points_earned    bigint NOT NULL,  -- base + tier and VIP bonus
+    points_redeemed  bigint NOT NULL,
+    redemptions      integer NOT NULL,
+    PRIMARY KEY (month, member_id)
+);
+CREATE TABLE health_partner_months (
+    month            date NOT NULL,
+    partner_id       bigint NOT NULL,
+    purchases        integer NOT NULL,
+    spend_cents      bigint NOT NULL,
+    base_points      bigint NOT NULL,
+    points_redeemed  bigint NOT NULL,
+    PRIMARY KEY (month, partner_id)
+);
+-- Which months a member bought at a partner: how many partners a member
+-- uses in any window, from one row per pair.
+CREATE TABLE health_member_partners (
+    member_id   bigint NOT NULL,
+    partner_id  bigint NOT NULL,
+    months      date[] NOT NULL,
+    PRIMARY KEY (member_id, partner_id)
+);
+-- Points redeemed at one partner that were earned at another (0: programme rewards).
+CREATE TABLE health_partner_flow (
+    month              date NOT NULL,
+    earned_partner_id  bigint NOT NULL,
+    burned_partner_id  bigint NOT NULL,
+    points             bigint NOT NULL,
+    PRIMARY KEY (month, earned_partner_id, burned_partner_id)
+);
+CREATE TABLE health_refreshes (
+    id                bigint PRIMARY KEY CHECK (id = 1),
+    refreshed_at      timestamptz NOT NULL,
+    took_ms           integer NOT NULL,
+    liability_points  bigint NOT NULL,
+    liability_micros  numeric(38, 0) NOT NULL
+)
 """
 
 DOWNGRADE = """
+DROP TABLE health_refreshes, health_partner_flow, health_member_partners, health_partner_months,
+    health_member_months;
 DROP INDEX transactions_captured;
 DROP INDEX transactions_earn_member;
 DROP INDEX transactions_earn_booked;
