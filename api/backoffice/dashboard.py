@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get
 from litestar.background_tasks import BackgroundTask
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, QueryParameter
 
 from api.backoffice.csv_export import csv_response
 from api.backoffice.guards import ALL_ROLES, SignedInAdmin
@@ -31,9 +31,7 @@ CHART_JS = "/static/vendor/chart.js-4.6.1/chart.umd.min.js"
 DASHBOARD_JS = "/static/js/dashboard-charts.js"
 DASHBOARD_CSS = "/static/css/backoffice-dashboard.css"
 MONTH_CHOICES = (3, 6, 12, 24, 36)
-Months = Annotated[
-    int | None, Parameter(query="months", description=f"Window, 1-{WINDOW_MONTHS_MAX} months")
-]
+Months = Annotated[int | None, QueryParameter(description=f"Window, 1-{WINDOW_MONTHS_MAX} months")]
 
 
 def _months(months: int | None) -> int:
