@@ -29,6 +29,7 @@ from api.member_api.charity import MemberCharityController
 from api.member_api.controllers import MemberApiController
 from api.member_api.inbox import MemberInboxController
 from api.member_api.lotteries import MemberLotteryController
+from api.member_api.pulse import MemberPulseController
 from api.member_api.referrals import MemberReferralController
 from api.member_api.vip import MemberVipController
 from api.member_auth.controllers import member_auth_handlers
@@ -48,6 +49,7 @@ from api.wallet.challenges import challenge_wallet_router
 from api.wallet.charity import charity_public_handlers, charity_wallet_router
 from api.wallet.controllers import pwa_handlers, wallet_router
 from api.wallet.inbox import inbox_wallet_router
+from api.wallet.pulse import pulse_wallet_router
 from api.wallet.referrals import referral_public_handlers, referral_wallet_router
 from api.wallet.vip import vip_wallet_router
 from api.web.api_docs import StaticRedocRenderPlugin
@@ -125,6 +127,8 @@ def create_app(
             MemberVipController,
             vip_wallet_router,
             MemberCharityController,
+            MemberPulseController,
+            pulse_wallet_router,
             charity_wallet_router,
             *charity_public_handlers,
             lottery_wallet_router,

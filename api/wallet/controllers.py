@@ -16,6 +16,7 @@ from litestar.response import Redirect
 
 from api.coalition import member_profile as profiles
 from api.coalition import member_views as views
+from api.coalition import pulse_survey
 from api.coalition.card_tokens import CARD_TOKEN_TTL_SECONDS, issue_card_token, token_key
 from api.errors import DomainError
 from api.member_auth.guards import (
@@ -28,6 +29,7 @@ from api.vip import views as vip_views
 from api.wallet import pwa
 from api.wallet.card import card_holder, card_number_groups, code128_svg, qr_svg
 from api.wallet.pages import page, render
+from api.wallet.pulse import card_context
 from api.web.state import Runtime, runtime
 from api.web.templates import HTML, as_sentence
 
@@ -64,6 +66,9 @@ async def home(request: Request[Any, Any, Any], who: Who) -> Response[str]:
     summary = await views.member_summary(rt.db, who.principal.member_id, rt.clock.now())
     recent = await views.member_history(rt.db, who.principal.member_id, HOME_RECENT_MAX, None)
     survey = await views.survey_due(rt.db, who.principal.member_id, rt.clock.now())
+    # Shown means offered: the card appears on the view that offers the month's
+    # pulse survey, and not again that month (api/coalition/pulse_survey.py).
+    pulse = await pulse_survey.offer(rt.db, who.principal.member_id, rt.clock.now())
     return page(
         request,
         "wallet/home.html",
@@ -72,6 +77,8 @@ async def home(request: Request[Any, Any, Any], who: Who) -> Response[str]:
             "summary": summary,
             "recent": recent.items,
             "survey": survey,
+            "pulse_shown": pulse.new,
+            **card_context(pulse.pulse.status),
             "expiring_window_days": views.EXPIRING_WINDOW_DAYS,
             "is_vip": await vip_views.is_vip(rt.db, who.principal.member_id, rt.clock.now()),
         },
