@@ -167,6 +167,9 @@ def create_app(
             ),
         ),
         debug=False,
+        # No handler of Litestar's own: its logger propagates to the root handler of
+        # `api/logs.py`, which redacts secrets.
+        logging_config=None,
     )
     app.state.runtime = rt
     return app
