@@ -50,6 +50,7 @@ from api.wallet.inbox import inbox_wallet_router
 from api.wallet.referrals import referral_public_handlers, referral_wallet_router
 from api.wallet.vip import vip_wallet_router
 from api.web.api_docs import StaticRedocRenderPlugin
+from api.web.openapi_problems import document_problems
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.security_headers import add_security_headers
 from api.web.state import Runtime, runtime
@@ -172,4 +173,5 @@ def create_app(
         logging_config=None,
     )
     app.state.runtime = rt
+    document_problems(app)
     return app

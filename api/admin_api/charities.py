@@ -12,13 +12,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, patch, post, put
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
 from api.charity import charities, matching
 from api.db.pool import transaction
 from api.web.bodies import strict_body
+from api.web.params import RowId
 from api.web.state import runtime
 
 ALL_ROLES = requires_roles("owner", "finance", "support", "marketing")
@@ -133,7 +134,7 @@ class CharityAdminController(Controller):
         self,
         request: Request[Any, Any, Any],
         admin: Admin,
-        charity_id: FromPath[int],
+        charity_id: RowId,
         data: JSONBody[CharityIn],
     ) -> CharityOut:
         rt = runtime(request.app.state)
@@ -164,7 +165,7 @@ class CharityAdminController(Controller):
         self,
         request: Request[Any, Any, Any],
         admin: Admin,
-        charity_id: FromPath[int],
+        charity_id: RowId,
         data: JSONBody[CharityStatusIn],
     ) -> CharityOut:
         rt = runtime(request.app.state)
@@ -245,7 +246,7 @@ class MatchingCampaignAdminController(Controller):
         guards=[CAMPAIGN_WRITERS],
     )
     async def end(
-        self, request: Request[Any, Any, Any], admin: Admin, campaign_id: FromPath[int]
+        self, request: Request[Any, Any, Any], admin: Admin, campaign_id: RowId
     ) -> CampaignOut:
         rt = runtime(request.app.state)
         now = rt.clock.now()

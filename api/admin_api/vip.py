@@ -20,6 +20,7 @@ from api.admin_auth.principal import Role
 from api.db.pool import transaction
 from api.vip import listing, plans
 from api.web.bodies import strict_body
+from api.web.params import RowId
 from api.web.state import runtime
 
 WRITERS: tuple[Role, ...] = ("owner", "marketing")
@@ -243,7 +244,7 @@ class VipAdminController(Controller):
         guards=[requires_roles("owner", "support", "finance")],
     )
     async def subscription_detail(
-        self, request: Request[Any, Any, Any], admin: Admin, subscription_id: FromPath[int]
+        self, request: Request[Any, Any, Any], admin: Admin, subscription_id: RowId
     ) -> VipSubscriptionDetailOut:
         found = await listing.subscription_detail(runtime(request.app.state).db, subscription_id)
         return VipSubscriptionDetailOut(
