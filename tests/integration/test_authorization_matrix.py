@@ -10,7 +10,7 @@ each role, with A's own resources in the path where the route takes one:
   token never reaches /admin/v1, an admin token no member or partner route);
 - admin routes answer each role exactly as ROUTES says (403 `forbidden_role`);
 - B asking for A's resource (transaction, hold, statement, webhook endpoint,
-  inbox message) gets 404 or 403, never the resource;
+  inbox message, monthly donation) gets 404 or 403, never the resource;
 - and after everyone but A has been through every route, A's rows are exactly
   as they were: nobody changed another's data.
 """
@@ -29,6 +29,7 @@ import httpx
 import pytest
 from litestar.routes import HTTPRoute
 
+from api.charity import charities, monthly
 from api.clock import ManualClock
 from api.coalition.partners import Credentials
 from api.db.pool import transaction
@@ -44,6 +45,7 @@ from api.settings import Settings
 from api.settlement.periods import business_date, day_end
 from api.settlement.run import settle_due
 from tests.conftest import admin_headers
+from tests.integration.test_donations import IBAN
 from tests.integration.test_reconciliation import token_for
 
 Surface = Literal[
@@ -136,7 +138,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/member/v1/charities/{charity_id:int}/monthly-donation"): MEMBER,
     ("GET", "/member/v1/donations"): MEMBER,
     ("GET", "/member/v1/donations/monthly"): MEMBER,
-    ("DELETE", "/member/v1/donations/monthly/{order_id:int}"): MEMBER,
+    ("DELETE", "/member/v1/donations/monthly/{order_id:int}"): Rule("member_api", owned="order"),
     ("GET", "/member/v1/inbox"): MEMBER,
     ("POST", "/member/v1/inbox/read-all"): MEMBER,
     ("POST", "/member/v1/inbox/{message_id:int}/read"): Rule("member_api", owned="message"),
@@ -162,7 +164,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/charities/{charity_id:int}/donate"): WALLET,
     ("POST", "/charities/{charity_id:int}/monthly"): WALLET,
     ("GET", "/donations"): WALLET,
-    ("POST", "/donations/monthly/{order_id:int}/cancel"): WALLET,
+    ("POST", "/donations/monthly/{order_id:int}/cancel"): Rule("wallet", owned="order"),
     ("GET", "/donations/statement/{year:int}"): WALLET,
     ("GET", "/inbox"): WALLET,
     ("POST", "/inbox/read-all"): WALLET,
@@ -410,6 +412,17 @@ async def world(
         pool,
         lambda conn: inbox.post(conn, member_a_id, "tier_up", {"tier": "Silver"}, clock.now()),
     )
+    charity = await transaction(
+        pool,
+        lambda conn: charities.create_charity(
+            conn,
+            charities.CharityIn("Matrix Cause", "Help", None, IBAN, None, "Stichting M", True),
+            clock.now(),
+        ),
+    )
+    order = await transaction(
+        pool, lambda conn: monthly.set_monthly(conn, member_a_id, charity.id, 100, clock.now())
+    )
 
     principals = [Principal("anonymous", "anonymous")]
     for side, card in (("A", card_a), ("B", card_b)):
@@ -461,6 +474,7 @@ async def world(
             "statement": str(statement_id),
             "endpoint": endpoint["id"],
             "message": str(message_id),
+            "order": str(order.id),
         },
         member_a_id=member_a_id,
         partner_a_id=await pool.fetchval("SELECT id FROM partners WHERE code = 'matrix-a'"),
@@ -480,6 +494,7 @@ def concrete_path(path: str, rule: Rule, world: World) -> str:
             "statement_id",
             "endpoint_id",
             "message_id",
+            "order_id",
         ):
             return world.owned_by_a[rule.owned]
         return _DUMMY[match.group(2)]
@@ -576,6 +591,9 @@ _A_ROWS = {
         "SELECT to_jsonb(t)::text FROM member_sessions t WHERE member_id = $1 ORDER BY 1"
     ),
     "inbox": "SELECT to_jsonb(t)::text FROM inbox_messages t WHERE member_id = $1 ORDER BY 1",
+    "monthly donations": (
+        "SELECT to_jsonb(t)::text FROM monthly_donations t WHERE member_id = $1 ORDER BY 1"
+    ),
     "member transactions": (
         "SELECT to_jsonb(t)::text FROM transactions t WHERE member_id = $1 ORDER BY 1"
     ),
