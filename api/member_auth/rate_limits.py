@@ -16,6 +16,8 @@ from api.errors import DomainError
 
 # Old windows are of no use; rows older than this are deleted now and then.
 RATE_LIMIT_ROWS_KEPT = timedelta(days=1)
+# Callers that count hits prune old windows on one request in this many.
+PRUNE_ONE_IN = 100
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -114,6 +115,8 @@ class TokenController(Controller):
                 "token request is not UTF-8", code="invalid_request", status=400
             ) from None
         now = rt.clock.now()
+        if random.randrange(rate_limits.PRUNE_ONE_IN) == 0:
+            await rate_limits.prune(rt.db, now=now)
         # The address first: spraying client ids from one place stops there.
         await rate_limits.require(
             rt.db, auth.TOKEN_REQUESTS_PER_IP, client_ip(request), now=now, what="token requests"
