@@ -53,6 +53,7 @@ from api.wallet.pulse import pulse_wallet_router
 from api.wallet.referrals import referral_public_handlers, referral_wallet_router
 from api.wallet.vip import vip_wallet_router
 from api.web.api_docs import StaticRedocRenderPlugin
+from api.web.openapi_problems import document_problems
 from api.web.problems import EXCEPTION_HANDLERS
 from api.web.security_headers import add_security_headers
 from api.web.state import Runtime, runtime
@@ -173,6 +174,10 @@ def create_app(
             ),
         ),
         debug=False,
+        # No handler of Litestar's own: its logger propagates to the root handler of
+        # `api/logs.py`, which redacts secrets.
+        logging_config=None,
     )
     app.state.runtime = rt
+    document_problems(app)
     return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ from api.clock import Clock
 from api.db import migrate
 from api.db.connect import Database, open_database
 from api.db.pool import create_pool, transaction
+from api.logs import configure_logging
 from api.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -70,10 +70,7 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 @click.group()
 def main() -> None:
     """Kring: one points currency for a coalition of partner merchants."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
 
 
 @main.command()
@@ -106,6 +103,8 @@ def serve(ctx: Context, host: str, port: int, demo: bool, no_jobs: bool) -> None
             http="httptools",
             access_log=False,
             log_level=ctx.settings.log_level,
+            # Uvicorn's loggers propagate to the root handler, which redacts secrets.
+            log_config=None,
         )
     finally:
         ctx.close()

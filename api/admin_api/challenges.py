@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
@@ -23,6 +23,7 @@ from api.engagement import challenge_definitions as defs
 from api.partner_api.controllers import KeyHeader
 from api.partner_api.idempotency import REPLAY_HEADER, require_key
 from api.web.bodies import strict_body
+from api.web.params import RowId
 from api.web.state import runtime
 
 WRITERS: tuple[Role, ...] = ("owner", "marketing")
@@ -213,7 +214,7 @@ class ChallengeAdminController(Controller):
         guards=[requires_roles(*READERS)],
     )
     async def read(
-        self, request: Request[Any, Any, Any], admin: Admin, challenge_id: FromPath[int]
+        self, request: Request[Any, Any, Any], admin: Admin, challenge_id: RowId
     ) -> ChallengeDetailOut:
         rt = runtime(request.app.state)
         challenge = await defs.get_challenge(rt.db, challenge_id)
@@ -236,7 +237,7 @@ class ChallengeAdminController(Controller):
         self,
         request: Request[Any, Any, Any],
         admin: Admin,
-        challenge_id: FromPath[int],
+        challenge_id: RowId,
         data: JSONBody[defs.ChallengeChange],
     ) -> ChallengeOut:
         rt = runtime(request.app.state)
@@ -256,7 +257,7 @@ class ChallengeAdminController(Controller):
         guards=[requires_roles(*WRITERS)],
     )
     async def withdraw(
-        self, request: Request[Any, Any, Any], admin: Admin, challenge_id: FromPath[int]
+        self, request: Request[Any, Any, Any], admin: Admin, challenge_id: RowId
     ) -> ChallengeOut:
         rt = runtime(request.app.state)
         now = rt.clock.now()

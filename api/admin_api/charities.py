@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, patch, post, put
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
@@ -20,6 +20,7 @@ from api.admin_auth.principal import AdminPrincipal, Role
 from api.charity import charities, matching
 from api.db.pool import transaction
 from api.web.bodies import strict_body
+from api.web.params import RowId
 from api.web.state import runtime
 
 READER_ROLES: tuple[Role, ...] = ("owner", "finance", "support", "marketing")
@@ -235,7 +236,7 @@ class CharityAdminController(Controller):
         self,
         request: Request[Any, Any, Any],
         admin: Admin,
-        charity_id: FromPath[int],
+        charity_id: RowId,
         data: JSONBody[CharityIn],
     ) -> CharityOut:
         rt = runtime(request.app.state)
@@ -257,7 +258,7 @@ class CharityAdminController(Controller):
         self,
         request: Request[Any, Any, Any],
         admin: Admin,
-        charity_id: FromPath[int],
+        charity_id: RowId,
         data: JSONBody[CharityStatusIn],
     ) -> CharityOut:
         rt = runtime(request.app.state)
@@ -320,7 +321,7 @@ class MatchingCampaignAdminController(Controller):
         guards=[CAMPAIGN_WRITERS],
     )
     async def end(
-        self, request: Request[Any, Any, Any], admin: Admin, campaign_id: FromPath[int]
+        self, request: Request[Any, Any, Any], admin: Admin, campaign_id: RowId
     ) -> CampaignOut:
         rt = runtime(request.app.state)
         now = rt.clock.now()

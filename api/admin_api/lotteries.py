@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, post
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from api.admin_auth import audit
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
@@ -18,6 +18,7 @@ from api.engagement import lotteries
 from api.partner_api.controllers import KeyHeader
 from api.partner_api.idempotency import require_key
 from api.web.bodies import strict_body
+from api.web.params import RowId
 from api.web.state import runtime
 
 ROLES: tuple[Role, ...] = ("owner", "marketing")
@@ -141,7 +142,7 @@ class LotteryAdminController(Controller):
         status_code=200,
     )
     async def cancel(
-        self, request: Request[Any, Any, Any], admin: Admin, lottery_id: FromPath[int]
+        self, request: Request[Any, Any, Any], admin: Admin, lottery_id: RowId
     ) -> LotteryCancelled:
         rt = runtime(request.app.state)
         now = rt.clock.now()

@@ -20,6 +20,7 @@ from api.admin_auth.principal import AdminPrincipal, Role
 from api.db.pool import transaction
 from api.vip import listing, plans
 from api.web.bodies import strict_body
+from api.web.params import RowId
 from api.web.state import runtime
 
 WRITERS: tuple[Role, ...] = ("owner", "marketing")
@@ -264,7 +265,7 @@ class VipAdminController(Controller):
         guards=[requires_roles(*SUBSCRIPTION_READERS)],
     )
     async def subscription_detail(
-        self, request: Request[Any, Any, Any], admin: Admin, subscription_id: FromPath[int]
+        self, request: Request[Any, Any, Any], admin: Admin, subscription_id: RowId
     ) -> VipSubscriptionDetailOut:
         found = await listing.subscription_detail(runtime(request.app.state).db, subscription_id)
         return VipSubscriptionDetailOut(

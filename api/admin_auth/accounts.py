@@ -30,8 +30,7 @@ import pyotp
 from api.admin_auth.principal import ROLES, AdminPrincipal, Role
 from api.errors import Conflict, DomainError, NotFound, Unauthorized
 from api.member_auth import rate_limits
-from api.member_auth.codes import RetryLater
-from api.member_auth.rate_limits import Limit
+from api.member_auth.rate_limits import Limit, RetryLater
 from api.portal.passwords import hash_password, verify_password
 
 TOTP_ISSUER = "Kring admin"

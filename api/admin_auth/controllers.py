@@ -15,14 +15,10 @@ from litestar.params import JSONBody, QueryParameter
 from api.admin_auth import accounts, audit, schemas
 from api.admin_auth.guards import ADMIN_SECURITY, Admin, admin_principal, requires_roles
 from api.admin_auth.tokens import ADMIN_TOKEN_TTL, issue_admin_token
+from api.web.client_ip import client_ip
 from api.web.state import runtime
 
 _INVALID_CREDENTIALS = "`invalid_credentials` (401: any wrong e-mail, password or code)"
-
-
-def _client_ip(request: Request[Any, Any, Any]) -> str:
-    # The direct peer, as member sign-in does: no proxy header is trusted (yet).
-    return request.client.host if request.client else "unknown"
 
 
 class AdminTokenController(Controller):
@@ -55,7 +51,7 @@ class AdminTokenController(Controller):
             password=data.password,
             totp_code=data.totp_code,
             recovery_code=data.recovery_code,
-            ip=_client_ip(request),
+            ip=client_ip(request),
             now=now,
         )
         token = issue_admin_token(admin.admin_id, secret=rt.settings.jwt_secret or "", now=now)

@@ -19,7 +19,8 @@ from api.backoffice import session as sessions
 from api.backoffice.guards import ALL_ROLES, SignedInAdmin, form_text, require_csrf
 from api.backoffice.pages import page
 from api.errors import DomainError
-from api.member_auth.codes import RetryLater
+from api.member_auth.rate_limits import RetryLater
+from api.web.client_ip import client_ip
 from api.web.cookies import cookie_secure, csrf_matches, new_csrf_token
 from api.web.state import runtime
 from api.web.templates import as_sentence
@@ -28,11 +29,6 @@ HOME = f"{sessions.PATH}/dashboard"
 SIGN_IN = f"{sessions.PATH}/sign-in"
 _TOTP_CODE = re.compile(r"^\d{6}$")
 EMAIL_CHARS_MAX = 320
-
-
-def _client_ip(request: Request[Any, Any, Any]) -> str:
-    # The direct peer, as the admin API does: no proxy header is trusted (yet).
-    return request.client.host if request.client else "unknown"
 
 
 def _sign_in_page(
@@ -94,7 +90,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
             password=form_text(form, "password"),
             totp_code=code if is_totp else None,
             recovery_code=None if is_totp else code,
-            ip=_client_ip(request),
+            ip=client_ip(request),
             now=rt.clock.now(),
         )
     except RetryLater as refused:

@@ -10,7 +10,6 @@ from uuid import uuid4
 
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
 
 from api.engagement import lotteries
 from api.errors import DomainError
@@ -21,6 +20,7 @@ from api.member_auth.guards import (
     wallet_session,
 )
 from api.wallet.pages import page
+from api.web.params import RowId
 from api.web.state import runtime
 
 Who = NamedDependency[WalletSession]
@@ -73,14 +73,14 @@ async def _detail(
 
 @get("/lotteries/{lottery_id:int}", include_in_schema=False)
 async def lottery_detail(
-    request: Request[Any, Any, Any], who: Who, lottery_id: FromPath[int]
+    request: Request[Any, Any, Any], who: Who, lottery_id: RowId
 ) -> Response[str]:
     return await _detail(request, who, lottery_id)
 
 
 @post("/lotteries/{lottery_id:int}/tickets", include_in_schema=False)
 async def lottery_buy(
-    request: Request[Any, Any, Any], who: Who, lottery_id: FromPath[int]
+    request: Request[Any, Any, Any], who: Who, lottery_id: RowId
 ) -> Response[str]:
     await require_wallet_csrf(request)
     form = await request.form()
@@ -101,7 +101,7 @@ async def lottery_buy(
 
 @post("/lotteries/{lottery_id:int}/free-ticket", include_in_schema=False)
 async def lottery_free(
-    request: Request[Any, Any, Any], who: Who, lottery_id: FromPath[int]
+    request: Request[Any, Any, Any], who: Who, lottery_id: RowId
 ) -> Response[str]:
     await require_wallet_csrf(request)
     rt = runtime(request.app.state)
@@ -118,9 +118,7 @@ async def lottery_free(
 
 
 @get("/lotteries/{lottery_id:int}/verify", include_in_schema=False)
-async def lottery_verify(
-    request: Request[Any, Any, Any], lottery_id: FromPath[int]
-) -> Response[str]:
+async def lottery_verify(request: Request[Any, Any, Any], lottery_id: RowId) -> Response[str]:
     rt = runtime(request.app.state)
     found = await lotteries.get_lottery(rt.db, lottery_id, None, rt.clock.now())
     session = await find_wallet_session(request)
@@ -136,9 +134,7 @@ async def lottery_verify(
 
 
 @get("/lotteries/{lottery_id:int}/draw.json", include_in_schema=False)
-async def lottery_draw_json(
-    request: Request[Any, Any, Any], lottery_id: FromPath[int]
-) -> Response[Any]:
+async def lottery_draw_json(request: Request[Any, Any, Any], lottery_id: RowId) -> Response[Any]:
     document = await lotteries.draw_document(runtime(request.app.state).db, lottery_id)
     if document is None:
         raise DomainError("this lottery has not been drawn", code="lottery_not_drawn", status=404)

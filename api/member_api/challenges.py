@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
 
 from api.engagement import challenge_views as views
 from api.member_auth.guards import api_member
 from api.member_auth.principal import MemberPrincipal
 from api.partner_api.idempotency import REPLAY_HEADER
+from api.web.params import RowId
 from api.web.state import runtime
 
 Member = NamedDependency[MemberPrincipal]
@@ -109,7 +109,7 @@ class MemberChallengeController(Controller):
         status_code=201,
     )
     async def join(
-        self, request: Request[Any, Any, Any], member: Member, challenge_id: FromPath[int]
+        self, request: Request[Any, Any, Any], member: Member, challenge_id: RowId
     ) -> Response[ChallengeOut]:
         rt = runtime(request.app.state)
         joined = await views.join_challenge(rt.db, member.member_id, challenge_id, rt.clock.now())

@@ -10,13 +10,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from api.charity import charities, donations, monthly
 from api.db.pool import transaction
 from api.member_auth.guards import api_member
 from api.member_auth.principal import MemberPrincipal
 from api.web.bodies import strict_body
+from api.web.params import RowId
 from api.web.state import runtime
 
 Member = NamedDependency[MemberPrincipal]
@@ -122,7 +123,7 @@ class MemberCharityController(Controller):
         self,
         request: Request[Any, Any, Any],
         member: Member,
-        charity_id: FromPath[int],
+        charity_id: RowId,
         data: JSONBody[DonationIn],
     ) -> Response[DonationOut]:
         rt = runtime(request.app.state)
@@ -161,7 +162,7 @@ class MemberCharityController(Controller):
         self,
         request: Request[Any, Any, Any],
         member: Member,
-        charity_id: FromPath[int],
+        charity_id: RowId,
         data: JSONBody[MonthlyIn],
     ) -> MonthlyOut:
         rt = runtime(request.app.state)
@@ -179,7 +180,7 @@ class MemberCharityController(Controller):
         status_code=200,
     )
     async def cancel_monthly(
-        self, request: Request[Any, Any, Any], member: Member, order_id: FromPath[int]
+        self, request: Request[Any, Any, Any], member: Member, order_id: RowId
     ) -> MonthlyOut:
         rt = runtime(request.app.state)
         now = rt.clock.now()

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import QueryParameter
 
 from api.engagement import inbox
 from api.member_auth.guards import api_member
 from api.member_auth.principal import MemberPrincipal
+from api.web.params import RowId
 from api.web.state import runtime
 
 Member = NamedDependency[MemberPrincipal]
@@ -103,7 +104,7 @@ class MemberInboxController(Controller):
         status_code=200,
     )
     async def read(
-        self, request: Request[Any, Any, Any], member: Member, message_id: FromPath[int]
+        self, request: Request[Any, Any, Any], member: Member, message_id: RowId
     ) -> MarkedRead:
         rt = runtime(request.app.state)
         marked = await inbox.mark_read(rt.db, member.member_id, message_id, rt.clock.now())

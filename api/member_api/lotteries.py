@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
 
 from api.engagement import lotteries
 from api.member_auth.guards import api_member
 from api.member_auth.principal import MemberPrincipal
+from api.web.params import RowId
 from api.web.state import runtime
 
 Member = NamedDependency[MemberPrincipal]
@@ -119,7 +119,7 @@ class MemberLotteryController(Controller):
         status_code=201,
     )
     async def buy(
-        self, request: Request[Any, Any, Any], member: Member, lottery_id: FromPath[int]
+        self, request: Request[Any, Any, Any], member: Member, lottery_id: RowId
     ) -> Response[TicketOut]:
         rt = runtime(request.app.state)
         ticket = await lotteries.buy_ticket(
@@ -138,7 +138,7 @@ class MemberLotteryController(Controller):
         status_code=201,
     )
     async def free_ticket(
-        self, request: Request[Any, Any, Any], member: Member, lottery_id: FromPath[int]
+        self, request: Request[Any, Any, Any], member: Member, lottery_id: RowId
     ) -> Response[TicketOut]:
         rt = runtime(request.app.state)
         ticket = await lotteries.take_free_ticket(

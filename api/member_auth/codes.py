@@ -34,7 +34,7 @@ from api.mail.outbox import enqueue
 from api.mail.smtp import OutgoingMail
 from api.member_auth import rate_limits
 from api.member_auth.principal import MemberPrincipal
-from api.member_auth.rate_limits import Limit
+from api.member_auth.rate_limits import Limit, RetryLater
 from api.member_auth.sessions import SessionKind, open_session
 
 CODE_DIGITS = 6
@@ -61,17 +61,6 @@ CHECKS_PER_IP = Limit("code-check:ip", CODE_CHECKS_PER_IP_MAX, CODE_CHECK_WINDOW
 
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+$")
 _CODE = re.compile(rf"^[0-9]{{{CODE_DIGITS}}}$")
-
-
-class RetryLater(DomainError):
-    """Refused for now; `retry_after_seconds` goes out as Retry-After."""
-
-    status = 429
-    title = "Too many requests"
-
-    def __init__(self, detail: str, *, code: str, retry_after_seconds: int) -> None:
-        super().__init__(detail, code=code)
-        self.retry_after_seconds = retry_after_seconds
 
 
 def normalize_email(raw: str) -> str:

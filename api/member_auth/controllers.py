@@ -33,8 +33,10 @@ from api.member_auth.guards import (
     wallet_session,
 )
 from api.member_auth.pages import page
+from api.member_auth.rate_limits import RetryLater
 from api.member_auth.redirects import safe_next
 from api.member_auth.sessions import revoke_session
+from api.web.client_ip import client_ip
 from api.web.cookies import cookie_secure, csrf_matches, new_csrf_token
 from api.web.state import Runtime, runtime
 from api.web.templates import as_sentence
@@ -52,12 +54,6 @@ SIGN_IN_CSRF_CHARS_MAX = 100
 EMAIL_FIELD_CHARS_MAX = 1000
 CODE_FIELD_CHARS_MAX = 50
 _NO_NUL = r"^[^\x00]*$"
-
-
-def _client_ip(request: Request[Any, Any, Any]) -> str:
-    # The direct peer: a proxy in front must be trusted explicitly before its
-    # X-Forwarded-For may replace this, which Kring does not do (yet).
-    return request.client.host if request.client else "unknown"
 
 
 def _secret(rt: Runtime) -> str:
@@ -162,10 +158,10 @@ async def sign_in_send(request: Request[Any, Any, Any]) -> Response[str]:
     now = rt.clock.now()
     try:
         mail_id = await codes.request_code(
-            rt.db, email, ip=_client_ip(request), secret=_secret(rt), now=now
+            rt.db, email, ip=client_ip(request), secret=_secret(rt), now=now
         )
         await _send(rt, mail_id)
-    except codes.RetryLater as exc:
+    except RetryLater as exc:
         return _email_page(
             request,
             next_path=next_path,
@@ -260,13 +256,13 @@ async def sign_in_code(request: Request[Any, Any, Any]) -> Response[str]:
             rt.db,
             ticket.email,
             _form_text(form, "code", CODE_FIELD_CHARS_MAX),
-            ip=_client_ip(request),
+            ip=client_ip(request),
             secret=_secret(rt),
             now=rt.clock.now(),
             session_kind="wallet",
             session_ttl=tokens.WALLET_SESSION_TTL,
         )
-    except codes.RetryLater as exc:
+    except RetryLater as exc:
         return _code_page(
             request,
             ticket,
@@ -375,7 +371,7 @@ class MemberAuthController(Controller):
     async def code(self, request: Request[Any, Any, Any], data: JSONBody[CodeRequest]) -> CodeSent:
         rt = runtime(request.app.state)
         mail_id = await codes.request_code(
-            rt.db, data.email, ip=_client_ip(request), secret=_secret(rt), now=rt.clock.now()
+            rt.db, data.email, ip=client_ip(request), secret=_secret(rt), now=rt.clock.now()
         )
         try:
             await _send(rt, mail_id)
@@ -408,7 +404,7 @@ class MemberAuthController(Controller):
             rt.db,
             data.email,
             data.code,
-            ip=_client_ip(request),
+            ip=client_ip(request),
             secret=_secret(rt),
             now=now,
             session_kind="api",

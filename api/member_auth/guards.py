@@ -31,8 +31,8 @@ from litestar.response import Redirect
 from api.engagement.inbox import unread_count
 from api.errors import Unauthorized
 from api.member_auth import tokens
-from api.member_auth.codes import RetryLater
 from api.member_auth.principal import MemberPrincipal
+from api.member_auth.rate_limits import RetryLater
 from api.member_auth.sessions import live_session
 from api.web.cookies import cookie_secure, csrf_matches
 from api.web.problems import domain_error

@@ -12,8 +12,20 @@ from uuid import UUID
 
 from api import signed_tokens
 from api.errors import Unauthorized
+from api.member_auth.rate_limits import Limit
 
 AUDIENCE = "kring:partner-api"
+# Token requests, counted in PostgreSQL so that every API process shares them.
+# A POS renews its token every TTL (15 minutes); a fleet of tills sharing one
+# client needs far fewer than one a second. Per IP, more: several partners'
+# tills may sit behind one address.
+TOKEN_REQUESTS_PER_CLIENT_MAX = 60  # per TOKEN_REQUEST_WINDOW
+TOKEN_REQUESTS_PER_IP_MAX = 300  # per TOKEN_REQUEST_WINDOW, across all clients
+TOKEN_REQUEST_WINDOW = timedelta(minutes=1)
+TOKEN_REQUESTS_PER_CLIENT = Limit(
+    "partner-token:client", TOKEN_REQUESTS_PER_CLIENT_MAX, TOKEN_REQUEST_WINDOW
+)
+TOKEN_REQUESTS_PER_IP = Limit("partner-token:ip", TOKEN_REQUESTS_PER_IP_MAX, TOKEN_REQUEST_WINDOW)
 
 
 @dataclass(frozen=True, slots=True)

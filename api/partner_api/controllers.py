@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -9,13 +10,15 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from api.coalition.card_tokens import card_number_from, token_key
 from api.coalition.partners import verify_credentials
 from api.errors import DomainError, Unauthorized
-from api.partner_api import schemas, services
+from api.member_auth import rate_limits
+from api.partner_api import auth, schemas, services
 from api.partner_api.auth import PartnerPrincipal, bearer_token, issue_token, verify_token
 from api.partner_api.idempotency import HEADER, REPLAY_HEADER, Answer, require_key
 from api.settlement.reconciliation import (
@@ -24,6 +27,8 @@ from api.settlement.reconciliation import (
     RECONCILIATION_ROWS_MAX,
 )
 from api.web.bodies import strict_body
+from api.web.client_ip import client_ip
+from api.web.problems import PROBLEM_MEDIA_TYPE, Problem
 from api.web.state import runtime
 
 KeyHeader = Annotated[
@@ -75,8 +80,20 @@ class TokenController(Controller):
         summary="Exchange client credentials for an access token",
         description="OAuth 2.0 client credentials grant. Send `grant_type=client_credentials`, "
         "`client_id` and `client_secret` as a form or as JSON. The token is a JWT valid for "
-        "`expires_in` seconds; send it as `Authorization: Bearer <token>`.",
+        "`expires_in` seconds; send it as `Authorization: Bearer <token>`.\n\n"
+        f"Rate limited, for every API process together: {auth.TOKEN_REQUESTS_PER_CLIENT_MAX}"
+        f" requests per `client_id` and {auth.TOKEN_REQUESTS_PER_IP_MAX} per IP address a"
+        " minute, counted whether they succeed or not; past that, 429 `rate_limited`"
+        " (problem+json) with `Retry-After` in seconds. Errors: `invalid_client` (401),"
+        " `invalid_request` and `malformed_json` (400).",
         status_code=200,
+        responses={
+            429: ResponseSpec(
+                data_container=Problem,
+                media_type=PROBLEM_MEDIA_TYPE,
+                description="Too many token requests: `rate_limited`, with Retry-After",
+            )
+        },
     )
     async def token(self, request: Request[Any, Any, Any]) -> schemas.TokenResponse:
         rt = runtime(request.app.state)
@@ -97,6 +114,16 @@ class TokenController(Controller):
             raise DomainError(
                 "token request is not UTF-8", code="invalid_request", status=400
             ) from None
+        now = rt.clock.now()
+        if random.randrange(rate_limits.PRUNE_ONE_IN) == 0:
+            await rate_limits.prune(rt.db, now=now)
+        # The address first: spraying client ids from one place stops there.
+        await rate_limits.require(
+            rt.db, auth.TOKEN_REQUESTS_PER_IP, client_ip(request), now=now, what="token requests"
+        )
+        await rate_limits.require(
+            rt.db, auth.TOKEN_REQUESTS_PER_CLIENT, data.client_id, now=now, what="token requests"
+        )
         async with rt.db.acquire() as conn:
             found = await verify_credentials(conn, data.client_id, data.client_secret)
         if found is None:
@@ -105,7 +132,7 @@ class TokenController(Controller):
         token = issue_token(
             PartnerPrincipal(*found),
             secret=rt.settings.jwt_secret or "",
-            now=rt.clock.now(),
+            now=now,
             ttl_seconds=ttl,
         )
         return schemas.TokenResponse(access_token=token, token_type="Bearer", expires_in=ttl)

@@ -18,6 +18,8 @@ from api.coalition.card_tokens import card_number_from, token_key
 from api.coalition.partners import rotate_credentials
 from api.db.pool import transaction
 from api.errors import DomainError
+from api.member_auth import rate_limits
+from api.member_auth.rate_limits import RetryLater
 from api.money import format_cents
 from api.partner_api import schemas, services
 from api.partner_api.idempotency import Answer
@@ -42,7 +44,8 @@ from api.portal.guards import (
     signed_in,
 )
 from api.portal.pages import page
-from api.portal.staff import authenticate
+from api.portal.staff import SIGN_INS_PER_ADDRESS, SIGN_INS_PER_IP, authenticate, normalize_email
+from api.web.client_ip import client_ip
 from api.web.cookies import cookie_secure, csrf_matches, new_csrf_token
 from api.web.state import Runtime, runtime
 from api.web.templates import is_htmx
@@ -90,13 +93,18 @@ def _managers_only(request: Request[Any, Any, Any], _: ManagersOnly) -> Response
 
 
 def _sign_in_page(
-    request: Request[Any, Any, Any], token: str, *, email: str = "", error: str | None = None
+    request: Request[Any, Any, Any],
+    token: str,
+    *,
+    email: str = "",
+    error: str | None = None,
+    status: int | None = None,
 ) -> Response[str]:
     response = page(
         request,
         "portal/sign_in.html",
         {"signed_in": None, "csrf_token": token, "email": email, "error": error},
-        status=200 if error is None else 401,
+        status=status or (200 if error is None else 401),
     )
     response.set_cookie(
         sessions.SIGN_IN_CSRF_COOKIE,
@@ -133,6 +141,24 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
             email=email,
             error="The page had expired: try again.",
         )
+    now = rt.clock.now()
+    try:
+        for limit, key in (
+            (SIGN_INS_PER_IP, client_ip(request)),
+            (SIGN_INS_PER_ADDRESS, normalize_email(email)),
+        ):
+            await rate_limits.require(rt.db, limit, key, now=now, what="sign-in attempts")
+    except RetryLater as exc:
+        refused = _sign_in_page(
+            request,
+            cookie_token or "",
+            email=email,
+            error=f"Too many sign-in attempts: try again in {exc.retry_after_seconds // 60 + 1}"
+            " minutes.",
+            status=429,
+        )
+        refused.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return refused
     async with rt.db.acquire() as conn:
         staff = await authenticate(conn, email, form_text(form, "password"))
     if staff is None:
@@ -142,7 +168,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[str]:
     response: Response[str] = Redirect(TILL, status_code=303)
     response.set_cookie(
         sessions.SESSION_COOKIE,
-        sessions.issue_session(staff.id, secret=session_secret(rt), now=rt.clock.now()),
+        sessions.issue_session(staff.id, secret=session_secret(rt), now=now),
         max_age=int(sessions.SESSION_TTL.total_seconds()),
         path=PORTAL,
         secure=cookie_secure(request.url.hostname),

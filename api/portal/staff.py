@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
 import asyncpg
 
 from api.errors import Conflict, DomainError, NotFound
+from api.member_auth.rate_limits import Limit
 from api.portal.passwords import hash_password, verify_password
 
 Role = Literal["cashier", "manager"]
 ROLES: tuple[Role, ...] = ("cashier", "manager")
 EMAIL_LENGTH_MAX = 254
 NAME_LENGTH_MAX = 100
+# Sign-in attempts, counted in PostgreSQL so that every API process shares them
+# (the same numbers as admin sign-in): argon2 makes each guess slow, this makes
+# guessing one account's password from many places, or many from one, slow too.
+SIGN_INS_PER_ADDRESS_MAX = 10  # per SIGN_IN_WINDOW
+SIGN_INS_PER_IP_MAX = 30  # per SIGN_IN_WINDOW, across all addresses
+SIGN_IN_WINDOW = timedelta(minutes=15)
+SIGN_INS_PER_ADDRESS = Limit("portal-sign-in:address", SIGN_INS_PER_ADDRESS_MAX, SIGN_IN_WINDOW)
+SIGN_INS_PER_IP = Limit("portal-sign-in:ip", SIGN_INS_PER_IP_MAX, SIGN_IN_WINDOW)
 # Deliberately loose: one @, something either side, no spaces. The address is a login name.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 

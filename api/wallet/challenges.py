@@ -9,12 +9,12 @@ from typing import Any
 
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
 
 from api.engagement import challenge_views as views
 from api.errors import DomainError
 from api.member_auth.guards import WalletSession, require_wallet_csrf, wallet_session
 from api.wallet.pages import page
+from api.web.params import RowId
 from api.web.state import runtime
 from api.web.templates import as_sentence
 
@@ -53,7 +53,7 @@ async def challenge_list(request: Request[Any, Any, Any], who: Who) -> Response[
 
 @post("/challenges/{challenge_id:int}/join", include_in_schema=False)
 async def challenge_join(
-    request: Request[Any, Any, Any], who: Who, challenge_id: FromPath[int]
+    request: Request[Any, Any, Any], who: Who, challenge_id: RowId
 ) -> Response[str]:
     await require_wallet_csrf(request)
     rt = runtime(request.app.state)

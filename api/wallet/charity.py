@@ -27,6 +27,7 @@ from api.member_auth.guards import (
     wallet_session,
 )
 from api.wallet.pages import page
+from api.web.params import RowId
 from api.web.state import runtime
 from api.web.templates import as_sentence
 
@@ -101,9 +102,7 @@ async def charity_list(request: Request[Any, Any, Any], who: Who) -> Response[st
 
 
 @post("/charities/{charity_id:int}/donate", include_in_schema=False)
-async def donate(
-    request: Request[Any, Any, Any], who: Who, charity_id: FromPath[int]
-) -> Response[str]:
+async def donate(request: Request[Any, Any, Any], who: Who, charity_id: RowId) -> Response[str]:
     await require_wallet_csrf(request)
     form = await request.form()
     rt = runtime(request.app.state)
@@ -134,7 +133,7 @@ async def donate(
 
 @post("/charities/{charity_id:int}/monthly", include_in_schema=False)
 async def set_monthly(
-    request: Request[Any, Any, Any], who: Who, charity_id: FromPath[int]
+    request: Request[Any, Any, Any], who: Who, charity_id: RowId
 ) -> Response[str]:
     await require_wallet_csrf(request)
     form = await request.form()
@@ -166,7 +165,7 @@ async def set_monthly(
 
 @post("/donations/monthly/{order_id:int}/cancel", include_in_schema=False)
 async def cancel_monthly(
-    request: Request[Any, Any, Any], who: Who, order_id: FromPath[int]
+    request: Request[Any, Any, Any], who: Who, order_id: RowId
 ) -> Response[str]:
     await require_wallet_csrf(request)
     rt = runtime(request.app.state)
@@ -202,9 +201,7 @@ async def donation_statement(
 
 
 @get("/charities/{charity_id:int}", include_in_schema=False)
-async def charity_public(
-    request: Request[Any, Any, Any], charity_id: FromPath[int]
-) -> Response[str]:
+async def charity_public(request: Request[Any, Any, Any], charity_id: RowId) -> Response[str]:
     rt = runtime(request.app.state)
     found = await charities.get_charity(rt.db, charity_id)
     session = await find_wallet_session(request)

@@ -9,13 +9,14 @@ from typing import Any
 
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect
 
 from api.engagement import inbox
 from api.errors import DomainError
 from api.member_auth.guards import WalletSession, require_wallet_csrf, wallet_session
 from api.wallet.pages import page
+from api.web.params import RowId
 from api.web.state import runtime
 
 Who = NamedDependency[WalletSession]
@@ -57,7 +58,7 @@ async def inbox_list(
 
 @get("/inbox/{message_id:int}", include_in_schema=False)
 async def inbox_message(
-    request: Request[Any, Any, Any], who: Who, message_id: FromPath[int]
+    request: Request[Any, Any, Any], who: Who, message_id: RowId
 ) -> Response[str]:
     rt = runtime(request.app.state)
     member_id = who.principal.member_id
