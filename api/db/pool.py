@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -22,16 +22,35 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 TRANSACTION_ATTEMPTS_MAX = 5
-# What a PostgreSQL that is restarting, recovering or failing over answers
-# (or not) to a new connection: refused, no socket yet, "starting up", cut.
-UNREACHABLE_ERRORS = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.PostgresConnectionError,
-)
 POOL_START_SECONDS_MAX = 120.0
 POOL_START_PAUSE_SECONDS_MAX = 2.0
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached just now: it is restarting, recovering
+    or failing over. Nothing was written; the API answers 503 and the client
+    sends the request again (with the same Idempotency-Key)."""
+
+
+# What a PostgreSQL that is restarting answers (or not) to a new connection:
+# refused, no socket yet, "the database system is starting up", a timeout.
+_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
+# And to a connection it had: cut mid-statement, or closed by the shutdown.
+CONNECTION_LOST_ERRORS = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg's connect, with "the server is not there" as one error type."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except _CONNECT_ERRORS as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
 RETRYABLE_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
@@ -54,6 +73,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asy
     pool = await asyncpg.create_pool(
         url,
         connection_class=KringConnection,
+        connect=_connect,
         min_size=min_size,
         max_size=max_size,
         # The statement cache is per connection; the ledger uses few statements.
@@ -92,7 +112,7 @@ async def create_pool_when_reachable(
     while True:
         try:
             return await create_pool(url, min_size=min_size, max_size=max_size)
-        except UNREACHABLE_ERRORS as exc:
+        except (DatabaseUnavailable, *CONNECTION_LOST_ERRORS) as exc:
             if loop.time() + pause_seconds > deadline:
                 raise
             log.warning("database not reachable (%s); retrying in %.1f s", exc, pause_seconds)

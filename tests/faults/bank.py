@@ -122,7 +122,7 @@ class Report:
     faults: list[tuple[float, str]] = field(default_factory=list)
     short_timeouts: int = 0
     no_answer_attempts: int = 0
-    answers_5xx: int = 0
+    answers_5xx: Counter[str] = field(default_factory=Counter)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
     receiver_duplicates: int = 0
     seconds: float = 0.0
@@ -155,7 +155,8 @@ class Report:
         retried = sum(op.attempts > 1 for op in self.ops)
         lines.append(
             f"attempts: {sum(op.attempts for op in self.ops)} ({retried} operations retried);"
-            f" {self.no_answer_attempts} without an answer, {self.answers_5xx} answered 5xx,"
+            f" {self.no_answer_attempts} without an answer,"
+            f" {sum(self.answers_5xx.values())} answered 5xx ({dict(self.answers_5xx)}),"
             f" {self.short_timeouts} sent with a millisecond timeout"
         )
         counted = Counter(kind for _, kind in self.faults)
@@ -169,6 +170,13 @@ class Report:
             lines.append(f"  [{'pass' if ok else 'FAIL'}] {name}{': ' + detail if detail else ''}")
         lines.append("PASSED" if not self.failures else f"FAILED: {len(self.failures)} checks")
         return "\n".join(lines)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:  # a plain-text answer (uvicorn's own 500) or none
+        return None
 
 
 class WebhookReceiver:
@@ -332,9 +340,11 @@ class Bank:
             else:
                 if response.status_code < 500 and response.status_code != 429:
                     op.status = response.status_code
-                    op.body = response.json() if response.content else None
+                    op.body = _json(response)
                     return
-                self.report.answers_5xx += response.status_code >= 500
+                if response.status_code >= 500:
+                    code = (_json(response) or {}).get("code", "")
+                    self.report.answers_5xx[f"{response.status_code} {code}".strip()] += 1
             await asyncio.sleep(self.random.uniform(0, pause))
             pause = min(pause * 2, RETRY_PAUSE_SECONDS_MAX)
 
@@ -743,6 +753,20 @@ class Bank:
             "every acknowledged capture and void is the hold's final state",
             not wrong,
             str(wrong[:5]),
+        )
+        # Each hold is captured or voided by one operation at most (the
+        # deadline job marks its own `expired`), so a capture or void answered
+        # with a 4xx must not have taken effect.
+        denied = [
+            (op.kind, op.target, state[op.target]["status"])
+            for op in report.ops
+            if op.kind in ("capture", "void")
+            and op.acknowledged
+            and not op.applied_answer
+            and state[op.target]["status"] == ("captured" if op.kind == "capture" else "voided")
+        ]
+        report.check(
+            "no capture or void answered with a 4xx took effect", not denied, str(denied[:5])
         )
         refunds = await pool.fetch(
             "SELECT original_id::text AS id, sum(amount_cents) AS cents FROM transactions"

@@ -1,4 +1,7 @@
-"""Regression: an API process that starts while PostgreSQL is down waits for
+"""While PostgreSQL is down the API answers 503 `database_unavailable`
+(problem+json, Retry-After), not 500.
+
+Regression: an API process that starts while PostgreSQL is down waits for
 it. Before, its pool failed at start, and uvicorn's supervisor, seeing a
 process fail to start, stopped the whole `serve --workers N` (found by the
 bank fault test: a process replaced during crash recovery took the service
@@ -48,6 +51,12 @@ def test_a_process_replaced_while_postgresql_is_down_waits_for_it(
     cluster.start()
     try:
         stop_postgres(server.pgdata)
+        # Meanwhile the API says what is wrong, and when to try again.
+        down = httpx.get(f"{cluster.base_url}/health", timeout=10)
+        assert down.status_code == 503, down.text
+        assert down.headers["content-type"].startswith("application/problem+json")
+        assert down.json()["code"] == "database_unavailable"
+        assert down.headers["retry-after"] == "1"
         victim = cluster.kill_api_worker(0)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
