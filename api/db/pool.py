@@ -35,8 +35,11 @@ class DatabaseUnavailable(Exception):
 # What a PostgreSQL that is restarting answers (or not) to a new connection:
 # refused, no socket yet, "the database system is starting up", a timeout.
 _CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
-# And to a connection it had: cut mid-statement, or closed by the shutdown.
+# And to a connection it had: cut mid-statement, closed by the shutdown, or
+# the socket gone under a write (BrokenPipeError, ConnectionResetError: the
+# API makes no other outgoing connections while it answers a request).
 CONNECTION_LOST_ERRORS = (
+    ConnectionError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -90,6 +91,7 @@ HOLD_MINUTES_SHORT = 1
 # A job runs every second; a worker killed or cut off restarts within seconds.
 JOB_GRACE_SECONDS = 45
 QUIESCE_SECONDS_MAX = 90
+EVERY_FAULT_SECONDS_MAX = 120
 SEED_POINTS = 3_000
 FAULTS = ("kill_api_worker", "kill_job_worker", "restart_postgres", "exhaust_pool")
 
@@ -125,6 +127,7 @@ class Report:
     answers_5xx: Counter[str] = field(default_factory=Counter)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
     receiver_duplicates: int = 0
+    server_errors: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     @property
@@ -166,10 +169,32 @@ class Report:
             + " (and the short timeouts)"
         )
         lines.append(f"webhook deliveries received twice or more: {self.receiver_duplicates}")
+        if self.server_errors:
+            lines.append(f"unhandled errors in the API processes' log: {dict(self.server_errors)}")
         for name, ok, detail in self.checks:
             lines.append(f"  [{'pass' if ok else 'FAIL'}] {name}{': ' + detail if detail else ''}")
         lines.append("PASSED" if not self.failures else f"FAILED: {len(self.failures)} checks")
         return "\n".join(lines)
+
+
+def server_errors(log_text: str) -> Counter[str]:
+    """The exceptions behind the API's 500s: the last line of each traceback
+    that follows an "unhandled error" in the serve log."""
+    found: Counter[str] = Counter()
+    lines = log_text.splitlines()
+    for i, line in enumerate(lines):
+        if "unhandled error" not in line:
+            continue
+        for later in lines[i + 1 :]:
+            name = later.split(":", 1)[0]
+            if (
+                ":" in later
+                and not later.startswith((" ", "Traceback", "^"))
+                and ("Error" in name or "Exception" in name)
+            ):
+                found[later[:160]] += 1
+                break
+    return found
 
 
 def _json(response: httpx.Response) -> Any:
@@ -225,6 +250,7 @@ class World:
     lottery_id: int
     partner_tokens: dict[str, str] = field(default_factory=dict)
     earns: list[Op] = field(default_factory=list)
+    seed_holds: list[Op] = field(default_factory=list)
 
 
 class Bank:
@@ -248,7 +274,9 @@ class Bank:
         self.log = log
         self.report = Report()
         self.stopping = asyncio.Event()
+        self.every_fault_injected = asyncio.Event()
         self.started = 0.0
+        self.t0 = time.monotonic()
 
     # --- setup -------------------------------------------------------------------------
 
@@ -504,6 +532,9 @@ class Bank:
             else:
                 cards = [self.random.choice(world.cards) for _ in range(BURST_REQUESTS)]
                 await asyncio.gather(*(self.earn(http, world, c, 500) for c in cards))
+            # Set once the fault is over, so that traffic ran through all of it.
+            if {kind for _, kind in self.report.faults} == set(FAULTS):
+                self.every_fault_injected.set()
 
     async def replaced(self, cluster: Cluster, victim: int) -> None:
         """Wait until the supervisor has started a process in the victim's place."""
@@ -540,6 +571,7 @@ class Bank:
         raise RuntimeError("no partner token")
 
     async def run(self) -> Report:
+        self.t0 = time.monotonic()
         server = EmbeddedServer(self.root / "pg")
         try:
             await ensure_database(server.admin_url, "kring")
@@ -550,6 +582,7 @@ class Bank:
                 world = await self.setup(pool)
                 with WebhookReceiver() as receiver:
                     await self.traffic(url, server.pgdata, world, receiver)
+                    self.log(f"[{time.monotonic() - self.t0:.0f} s] processes stopped; checking")
                     await self.check(pool, world, receiver)
             finally:
                 await pool.close()
@@ -591,7 +624,14 @@ class Bank:
                     *(self.earn_at_shop(http, world, card) for card in world.cards)
                 )
                 await self.released(cluster)
-                self.log(f"seeded {len(world.cards)} members; traffic for {self.seconds:.0f} s")
+                # One hold per member left to its deadline: the job must void each, once.
+                world.seed_holds = list(
+                    await asyncio.gather(*(self.short_hold(http, world, c) for c in world.cards))
+                )
+                self.log(
+                    f"[{time.monotonic() - self.t0:.0f} s] seeded {len(world.cards)} members;"
+                    f" traffic for {self.seconds:.0f} s"
+                )
                 self.started = time.monotonic()
                 supervisor = asyncio.create_task(self.keep_job_worker_running(cluster))
                 faults = asyncio.create_task(self.faults(cluster, http, world, pgdata))
@@ -599,14 +639,23 @@ class Bank:
                     asyncio.create_task(self.client(http, world)) for _ in range(self.clients)
                 ]
                 await asyncio.sleep(self.seconds)
+                # Traffic runs on until every kind of fault has struck it once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.every_fault_injected.wait(), EVERY_FAULT_SECONDS_MAX
+                    )
                 self.stopping.set()
                 await asyncio.gather(*clients, faults)
                 self.report.seconds = time.monotonic() - self.started
                 await asyncio.to_thread(cluster.wait_healthy)
-                await self.quiesce(cluster)
+                self.log(
+                    f"[{time.monotonic() - self.t0:.0f} s] traffic stopped; waiting for the jobs"
+                )
+                await self.quiesce(cluster, world)
                 supervisor.cancel()
         finally:
             await asyncio.to_thread(cluster.stop)
+            self.report.server_errors = server_errors(cluster.read_log("serve"))
 
     async def earn_at_shop(self, http: httpx.AsyncClient, world: World, card: str) -> None:
         op = await self.partner_write(
@@ -624,6 +673,23 @@ class Bank:
         )
         assert op.applied_answer, op
 
+    async def short_hold(self, http: httpx.AsyncClient, world: World, card: str) -> Op:
+        op = await self.partner_write(
+            http,
+            world,
+            "authorize",
+            "shop",
+            "/partner/v1/burns/authorize",
+            {
+                "card_number": card,
+                "points": 1,
+                "hold_minutes": HOLD_MINUTES_SHORT,
+                "receipt_ref": "",
+            },
+        )
+        assert op.applied_answer, op
+        return op
+
     async def released(self, cluster: Cluster) -> None:
         """Wait until the job worker has released the seed earns (return window 0)."""
         conn = await asyncpg.connect(cluster.database_url)
@@ -638,13 +704,20 @@ class Bank:
             await conn.close()
         raise RuntimeError("the job worker did not release the seed earns")
 
-    async def quiesce(self, cluster: Cluster) -> None:
-        """Wait until the jobs have caught up: due lots released, holds past
-        their deadline voided, events fanned out to deliveries, deliveries done."""
+    async def quiesce(self, cluster: Cluster, world: World) -> None:
+        """Wait until the seed holds' deadline has passed and the jobs have
+        caught up: due lots released, holds past their deadline voided,
+        events fanned out to deliveries, due deliveries made."""
+        last_deadline = max(
+            datetime.fromisoformat(op.body["hold_expires_at"]) for op in world.seed_holds
+        )
         pool = await create_pool(cluster.database_url, min_size=1, max_size=2)
         try:
             deadline = time.monotonic() + QUIESCE_SECONDS_MAX
             while time.monotonic() < deadline:
+                if datetime.now(UTC) <= last_deadline:
+                    await asyncio.sleep(0.5)
+                    continue
                 await self.keep_job_worker_running_once(cluster)
                 left = await pool.fetchrow(
                     """
@@ -695,7 +768,7 @@ class Bank:
         report.check(
             "ledger check clean", not violations, "; ".join(v.describe() for v in violations)
         )
-        await self.check_jobs(pool, receiver)
+        await self.check_jobs(pool, world, receiver)
         await self.check_settlement(pool, world)
 
     async def check_partner_writes(self, pool: asyncpg.Pool, world: World) -> None:
@@ -810,7 +883,7 @@ class Bank:
                 f"twice {twice[:3]}, missing {missing[:3]}, rejected but applied {rejected[:3]}",
             )
 
-    async def check_jobs(self, pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
+    async def check_jobs(self, pool: asyncpg.Pool, world: World, receiver: WebhookReceiver) -> None:
         report = self.report
         released = await pool.fetch(
             "SELECT payload->>'transaction_id' AS id, count(*) AS n FROM webhook_events"
@@ -842,10 +915,22 @@ class Bank:
         deadline_voids = await pool.fetchval(
             "SELECT count(*) FROM transactions WHERE kind = 'burn' AND status = 'expired'"
         )
+        seed_ids = [op.body["id"] for op in world.seed_holds]
+        seed_states = await pool.fetch(
+            "SELECT t.status, (SELECT count(*) FROM journal_entries e"
+            "  WHERE e.transaction_id = t.id AND e.kind = 'void') AS voids"
+            " FROM transactions t WHERE t.id = ANY($1::uuid[])",
+            seed_ids,
+        )
+        seed_ok = len(seed_states) == len(seed_ids) and all(
+            (r["status"], r["voids"]) == ("expired", 1) for r in seed_states
+        )
         report.check(
-            "hold deadlines: no authorization left open past its deadline",
-            open_holds == 0,
-            f"{open_holds} open; {deadline_voids} voided by the job",
+            "hold deadlines: every hold left to its deadline voided by the job exactly once,"
+            " none left open",
+            open_holds == 0 and seed_ok,
+            f"{open_holds} open past deadline; {deadline_voids} voided by the job, of which"
+            f" {sum(r['status'] == 'expired' for r in seed_states)} of {len(seed_ids)} seeded",
         )
         deliveries = await pool.fetch(
             """
