@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,7 +25,9 @@ MEMBERS = 12
 EARNS = 96  # 8 per member, 10 points each
 BURNS = 48  # 4 per member, 5 points each: all fit once the earns are released
 CONCURRENCY = 16
-PROBE_CONNECTIONS_MAX = 200
+# The second process may still be starting when the first answers.
+PROBE_SECONDS_MAX = 60
+PROBE_CONNECTIONS_HELD_MAX = 200
 ENV = {
     "KRING_JWT_SECRET": JWT_SECRET,
     "KRING_JOB_INTERVAL_SECONDS": "1",
@@ -34,8 +37,8 @@ ENV = {
 
 
 def served_by_each_process(cluster: Cluster) -> dict[int, int]:
-    """Open connections one at a time and ask /health on each, until two
-    different API processes have answered; returns answers per process.
+    """Open connections one at a time and ask /health on each, until every
+    API process has answered; returns answers per process.
 
     A keep-alive connection is served start to end by the process that
     accepted it, so the process holding the server side of the socket is
@@ -43,7 +46,10 @@ def served_by_each_process(cluster: Cluster) -> dict[int, int]:
     answered: dict[int, int] = {}
     held: list[socket.socket] = []
     try:
-        for _ in range(PROBE_CONNECTIONS_MAX):
+        deadline = time.monotonic() + PROBE_SECONDS_MAX
+        while time.monotonic() < deadline:
+            if len(held) >= PROBE_CONNECTIONS_HELD_MAX:  # stay far below the open-files limit
+                held.pop(0).close()
             sock = socket.create_connection(("127.0.0.1", cluster.port), timeout=5)
             held.append(sock)  # kept open, so the next connection is a new one
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: kring\r\n\r\n")
@@ -58,6 +64,8 @@ def served_by_each_process(cluster: Cluster) -> dict[int, int]:
             answered[pid] = answered.get(pid, 0) + 1
             if len(answered) == cluster.api_workers:
                 break
+            # A process still starting accepts nothing yet; give it time.
+            time.sleep(0.02)
     finally:
         for sock in held:
             sock.close()
