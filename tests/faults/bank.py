@@ -607,8 +607,8 @@ class Bank:
                 "KRING_LOG_LEVEL": "warning",
             },
         )
-        await asyncio.to_thread(cluster.start)
         try:
+            await asyncio.to_thread(cluster.start)
             limits = httpx.Limits(max_connections=self.clients + BURST_REQUESTS)
             async with httpx.AsyncClient(base_url=cluster.base_url, limits=limits) as http:
                 for code, creds in world.partners.items():

@@ -76,7 +76,11 @@ class Cluster:
         self.serve = self._spawn(
             "serve", "serve", "--port", str(self.port), "--workers", str(self.api_workers), *jobs
         )
-        self.wait_healthy()
+        try:
+            self.wait_healthy()
+        except RuntimeError:
+            self.stop()
+            raise
         # After serve has migrated: workers migrate on start too (a no-op now).
         self.workers = [self._spawn(f"worker-{i}", "worker") for i in range(self.job_workers)]
 
