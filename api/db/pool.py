@@ -127,8 +127,17 @@ async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], A
     """Run `work(conn)` in one database transaction, retrying on deadlock."""
     for attempt in range(1, TRANSACTION_ATTEMPTS_MAX + 1):
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                return await work(conn)
+            async with pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        return await work(conn)
+                except asyncpg.exceptions.InterfaceError as exc:
+                    if not conn.is_closed():
+                        raise
+                    # The server went away mid-transaction (a restart): the
+                    # rollback asyncpg then tries on the dead connection fails
+                    # with this error, hiding the cause. Nothing was committed.
+                    raise DatabaseUnavailable(f"connection lost: {exc}") from exc
         except RETRYABLE_ERRORS:
             if attempt == TRANSACTION_ATTEMPTS_MAX:
                 raise

@@ -178,22 +178,26 @@ class Report:
 
 
 def server_errors(log_text: str) -> Counter[str]:
-    """The exceptions behind the API's 500s: the last line of each traceback
-    that follows an "unhandled error" in the serve log."""
+    """The exceptions behind the API's 500s: the last exception line (the one
+    the handler got) of each traceback after an "unhandled error" in the log."""
     found: Counter[str] = Counter()
     lines = log_text.splitlines()
     for i, line in enumerate(lines):
         if "unhandled error" not in line:
             continue
+        last = None
         for later in lines[i + 1 :]:
+            if later[:4].isdigit() or "unhandled error" in later:  # the next log record
+                break
             name = later.split(":", 1)[0]
             if (
                 ":" in later
                 and not later.startswith((" ", "Traceback", "^"))
                 and ("Error" in name or "Exception" in name)
             ):
-                found[later[:160]] += 1
-                break
+                last = later[:160]
+        if last is not None:
+            found[last] += 1
     return found
 
 
