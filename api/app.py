@@ -22,7 +22,7 @@ from api.admin_api.vip import VipAdminController
 from api.admin_auth.controllers import ADMIN_AUTH_HANDLERS
 from api.backoffice.router import backoffice_router
 from api.clock import Clock
-from api.db.pool import create_pool
+from api.db.pool import create_pool_when_reachable
 from api.lottery_pages.controllers import lottery_public_handlers, lottery_wallet_router
 from api.member_api.challenges import MemberChallengeController
 from api.member_api.charity import MemberCharityController
@@ -84,7 +84,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        rt.pool = await create_pool(
+        rt.pool = await create_pool_when_reachable(
             database_url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
         )
         worker = None

@@ -19,6 +19,7 @@ from api.db import migrate
 from api.db.connect import Database, open_database
 from api.db.pool import create_pool, transaction
 from api.logs import configure_logging
+from api.serving import WORKERS_MAX
 from api.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -78,8 +79,15 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Load the demo coalition first (once).")
 @click.option("--no-jobs", is_flag=True, help="Do not run the job worker in this process.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, WORKERS_MAX),
+    help="API processes behind the one port (the job worker still runs once).",
+)
 @pass_context
-def serve(ctx: Context, host: str, port: int, demo: bool, no_jobs: bool) -> None:
+def serve(ctx: Context, host: str, port: int, demo: bool, no_jobs: bool, workers: int) -> None:
     """Run the API (and a job worker) on HOST:PORT."""
     import uvicorn
 
@@ -88,6 +96,20 @@ def serve(ctx: Context, host: str, port: int, demo: bool, no_jobs: bool) -> None
     url = ctx.migrated_url()
     if demo:
         _seed_demo(ctx, url, api_url=f"http://{host}:{port}/partner/v1")
+    if workers > 1:
+        from api.serving import serve_processes
+
+        click.echo(
+            f"Kring listening on http://{host}:{port} with {workers} API processes"
+            "  (API docs: /schema)"
+        )
+        try:
+            serve_processes(
+                ctx.settings, url, host=host, port=port, workers=workers, run_jobs=not no_jobs
+            )
+        finally:
+            ctx.close()
+        return
     app = create_app(ctx.settings, url, run_jobs=not no_jobs)
     click.echo(f"Kring listening on http://{host}:{port}  (API docs: /schema)")
     # Uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with

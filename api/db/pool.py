@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -22,6 +22,38 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 TRANSACTION_ATTEMPTS_MAX = 5
+POOL_START_SECONDS_MAX = 120.0
+POOL_START_PAUSE_SECONDS_MAX = 2.0
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached just now: it is restarting, recovering
+    or failing over. Nothing was written; the API answers 503 and the client
+    sends the request again (with the same Idempotency-Key)."""
+
+
+# What a PostgreSQL that is restarting answers (or not) to a new connection:
+# refused, no socket yet, "the database system is starting up", a timeout.
+_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
+# And to a connection it had: cut mid-statement, closed by the shutdown, or
+# the socket gone under a write (BrokenPipeError, ConnectionResetError: the
+# API makes no other outgoing connections while it answers a request).
+CONNECTION_LOST_ERRORS = (
+    ConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg's connect, with "the server is not there" as one error type."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except _CONNECT_ERRORS as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
 RETRYABLE_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
@@ -44,6 +76,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asy
     pool = await asyncpg.create_pool(
         url,
         connection_class=KringConnection,
+        connect=_connect,
         min_size=min_size,
         max_size=max_size,
         # The statement cache is per connection; the ledger uses few statements.
@@ -61,12 +94,50 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asy
     return pool
 
 
+async def create_pool_when_reachable(
+    url: str,
+    *,
+    min_size: int,
+    max_size: int,
+    wait_seconds: float = POOL_START_SECONDS_MAX,
+) -> asyncpg.Pool:
+    """`create_pool`, waiting up to `wait_seconds` for a PostgreSQL that is
+    not reachable yet instead of failing at once.
+
+    An API process can start while the database restarts: under
+    `serve --workers N` the supervisor replaces a crashed process at any
+    moment, and uvicorn stops the whole server when a replacement fails to
+    start. Once the pool exists, it reconnects on its own (asyncpg replaces
+    closed connections on acquire)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    pause_seconds = 0.1
+    while True:
+        try:
+            return await create_pool(url, min_size=min_size, max_size=max_size)
+        except (DatabaseUnavailable, *CONNECTION_LOST_ERRORS) as exc:
+            if loop.time() + pause_seconds > deadline:
+                raise
+            log.warning("database not reachable (%s); retrying in %.1f s", exc, pause_seconds)
+            await asyncio.sleep(pause_seconds)
+            pause_seconds = min(pause_seconds * 2, POOL_START_PAUSE_SECONDS_MAX)
+
+
 async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Run `work(conn)` in one database transaction, retrying on deadlock."""
     for attempt in range(1, TRANSACTION_ATTEMPTS_MAX + 1):
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                return await work(conn)
+            async with pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        return await work(conn)
+                except asyncpg.exceptions.InterfaceError as exc:
+                    if not conn.is_closed():
+                        raise
+                    # The server went away mid-transaction (a restart): the
+                    # rollback asyncpg then tries on the dead connection fails
+                    # with this error, hiding the cause. Nothing was committed.
+                    raise DatabaseUnavailable(f"connection lost: {exc}") from exc
         except RETRYABLE_ERRORS:
             if attempt == TRANSACTION_ATTEMPTS_MAX:
                 raise

@@ -259,6 +259,17 @@ async def _run(
         return await transaction(pool, work)
     except _LostRace:
         return await _replay_stored(pool, request)
+    except DomainError:
+        # A repeat sent while its first attempt was still running (the
+        # client timed out) read no stored answer, then queued on the
+        # member's lock behind that attempt and found the state it left: the
+        # points gone, the hold voided. The first attempt's answer is the
+        # true one; a 4xx here would deny a write that was applied.
+        async with pool.acquire() as conn:
+            stored = await stored_answer(conn, request.partner.partner_id, request.key)
+        if stored is None:
+            raise
+        return replay(stored, request.request_sha256)
 
 
 async def _replay_stored(pool: asyncpg.Pool, request: Request) -> Answer:

@@ -14,6 +14,7 @@ from litestar.exceptions.http_exceptions import (
     RequestEntityTooLarge,
 )
 
+from api.db.pool import CONNECTION_LOST_ERRORS, DatabaseUnavailable
 from api.errors import DomainError
 
 log = logging.getLogger("kring.errors")
@@ -110,7 +111,27 @@ def unexpected_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Prob
     return problem(500, "internal_error", "Internal error", "something went wrong on our side")
 
 
+# A restarting database is over in seconds; a client retries after this.
+DATABASE_RETRY_AFTER_SECONDS = 1
+
+
+def database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    # One line, no traceback: every request during a restart lands here.
+    log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    response = problem(
+        503,
+        "database_unavailable",
+        "Service unavailable",
+        "the database cannot be reached just now; send the request again"
+        " (with the same Idempotency-Key)",
+    )
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DatabaseUnavailable: database_unavailable,
+    **{error: database_unavailable for error in CONNECTION_LOST_ERRORS},
     DomainError: domain_error,
     ValidationException: validation_error,
     HTTPException: http_error,
