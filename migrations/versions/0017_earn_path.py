@@ -8,8 +8,8 @@ as often. Any shard is a full ledger account and every figure sums over
 shards, so adding rows changes no balance. `api/ledger/accounts.py`
 (PARTNER_ACCOUNT_SHARDS) picks shards from 0 to 63 from now on.
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-11-26
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
