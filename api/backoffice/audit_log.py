@@ -21,7 +21,7 @@ from litestar.response import Stream
 from api.admin_auth import audit
 from api.backoffice.csv_export import csv_response
 from api.backoffice.guards import OWNER, SignedInAdmin
-from api.backoffice.listing import PAGE_SIZE
+from api.backoffice.listing import PAGE_SIZE, every_item
 from api.backoffice.pages import base_context, page
 from api.backoffice.programme_forms import local_moment
 from api.errors import DomainError
@@ -161,24 +161,20 @@ async def audit_page(
 async def _all_rows(
     request: Request[Any, Any, Any], filters: Filters
 ) -> AsyncIterator[list[object]]:
-    cursor: str | None = None
-    while True:
-        found = await _page(request, filters, cursor, limit=audit.PAGE_SIZE_MAX)
-        for e in found.items:
-            yield [
-                e.id,
-                e.at.isoformat(),
-                e.admin_id,
-                e.admin_email,
-                e.admin_role,
-                e.action,
-                e.subject,
-                None if e.before is None else json.dumps(e.before, sort_keys=True),
-                None if e.after is None else json.dumps(e.after, sort_keys=True),
-            ]
-        if found.next_cursor is None:
-            return
-        cursor = found.next_cursor
+    async for e in every_item(
+        lambda cursor: _page(request, filters, cursor, limit=audit.PAGE_SIZE_MAX)
+    ):
+        yield [
+            e.id,
+            e.at.isoformat(),
+            e.admin_id,
+            e.admin_email,
+            e.admin_role,
+            e.action,
+            e.subject,
+            None if e.before is None else json.dumps(e.before, sort_keys=True),
+            None if e.after is None else json.dumps(e.after, sort_keys=True),
+        ]
 
 
 @get("/audit/export.csv", opt={"roles": ROLES}, name="backoffice_audit_csv")

@@ -30,7 +30,7 @@ from api.admin_api.challenges import (
 )
 from api.backoffice.csv_export import csv_response
 from api.backoffice.guards import AdminSession, SignedInAdmin, form_text, require_csrf
-from api.backoffice.listing import PAGE_SIZE
+from api.backoffice.listing import PAGE_SIZE, every_item
 from api.backoffice.pages import PROGRAMME_TZ, base_context, page
 from api.backoffice.programme_forms import (
     form_values,
@@ -170,36 +170,32 @@ async def _export_rows(
     request: Request[Any, Any, Any], status: str | None, kind: str | None
 ) -> AsyncIterator[list[object]]:
     db = runtime(request.app.state).db
-    cursor: str | None = None
-    while True:
-        found = await defs.list_challenges(
+    async for c in every_item(
+        lambda cursor: defs.list_challenges(
             db, status=status, kind=kind, cursor=cursor, limit=defs.PAGE_SIZE_MAX
         )
-        for c in found.items:
-            counts = await defs.challenge_counts(db, c.id)
-            yield [
-                c.id,
-                c.name,
-                c.kind,
-                c.target,
-                " ".join(str(p) for p in c.partner_ids),
-                c.starts_at.isoformat(),
-                c.ends_at.isoformat(),
-                c.enrolment,
-                c.personal_days,
-                c.audience,
-                c.audience_tier,
-                c.lapsed_days,
-                c.reward_points,
-                c.sponsor_id,
-                c.status,
-                counts.enrolled,
-                counts.met,
-                counts.rewarded,
-            ]
-        if found.next_cursor is None:
-            return
-        cursor = found.next_cursor
+    ):
+        counts = await defs.challenge_counts(db, c.id)
+        yield [
+            c.id,
+            c.name,
+            c.kind,
+            c.target,
+            " ".join(str(p) for p in c.partner_ids),
+            c.starts_at.isoformat(),
+            c.ends_at.isoformat(),
+            c.enrolment,
+            c.personal_days,
+            c.audience,
+            c.audience_tier,
+            c.lapsed_days,
+            c.reward_points,
+            c.sponsor_id,
+            c.status,
+            counts.enrolled,
+            counts.met,
+            counts.rewarded,
+        ]
 
 
 @get("/challenges/export.csv", opt={"roles": READERS}, name="backoffice_challenges_csv")

@@ -35,7 +35,7 @@ from api.admin_api.charities import (
 )
 from api.backoffice.csv_export import csv_response
 from api.backoffice.guards import AdminSession, SignedInAdmin, form_text, require_csrf
-from api.backoffice.listing import PAGE_SIZE
+from api.backoffice.listing import PAGE_SIZE, every_item
 from api.backoffice.pages import PROGRAMME_TZ, base_context, page
 from api.backoffice.programme_forms import (
     checked,
@@ -265,24 +265,20 @@ async def _donation_rows(
     request: Request[Any, Any, Any], charity_id: int
 ) -> AsyncIterator[list[object]]:
     db = runtime(request.app.state).db
-    cursor: str | None = None
-    while True:
-        found = await listing.charity_donations(
+    async for d in every_item(
+        lambda cursor: listing.charity_donations(
             db, charity_id, cursor=cursor, limit=listing.PAGE_SIZE_MAX
         )
-        for d in found.items:
-            yield [
-                d.id,
-                d.created_at.isoformat(),
-                d.card_number,
-                d.points,
-                d.matched_points,
-                d.campaign_id,
-                d.monthly,
-            ]
-        if found.next_cursor is None:
-            return
-        cursor = found.next_cursor
+    ):
+        yield [
+            d.id,
+            d.created_at.isoformat(),
+            d.card_number,
+            d.points,
+            d.matched_points,
+            d.campaign_id,
+            d.monthly,
+        ]
 
 
 @get(
@@ -504,26 +500,22 @@ async def _payout_rows(
     request: Request[Any, Any, Any], charity_id: int | None
 ) -> AsyncIterator[list[object]]:
     db = runtime(request.app.state).db
-    cursor: str | None = None
-    while True:
-        found = await listing.list_payouts(
+    async for p in every_item(
+        lambda cursor: listing.list_payouts(
             db, charity_id=charity_id, cursor=cursor, limit=listing.PAGE_SIZE_MAX
         )
-        for p in found.items:
-            yield [
-                p.id,
-                p.charity_id,
-                p.charity_name,
-                p.month.isoformat(),
-                p.points,
-                p.price_micros,
-                p.amount_cents,
-                p.business_date.isoformat(),
-                p.created_at.isoformat(),
-            ]
-        if found.next_cursor is None:
-            return
-        cursor = found.next_cursor
+    ):
+        yield [
+            p.id,
+            p.charity_id,
+            p.charity_name,
+            p.month.isoformat(),
+            p.points,
+            p.price_micros,
+            p.amount_cents,
+            p.business_date.isoformat(),
+            p.created_at.isoformat(),
+        ]
 
 
 @get(

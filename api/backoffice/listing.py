@@ -7,15 +7,16 @@ the cursor of the last row shown; `api/cursors.py` encodes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from api.cursors import encode_cursor
 
 PAGE_SIZE = 50
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +33,26 @@ def page_of(
     if len(rows) <= size or not shown:
         return ListPage(shown, None)
     return ListPage(shown, encode_cursor(*key(shown[-1])))
+
+
+class CursorPage(Protocol[T_co]):
+    """A page of a keyset-paginated list, as the domain's list functions return it."""
+
+    @property
+    def items(self) -> Sequence[T_co]: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+async def every_item(fetch: Callable[[str | None], Awaitable[CursorPage[T]]]) -> AsyncIterator[T]:
+    """Every item of a list, one page (`fetch(cursor)`) at a time: what a CSV
+    export streams, with no transaction open while the file downloads."""
+    cursor: str | None = None
+    while True:
+        found = await fetch(cursor)
+        for item in found.items:
+            yield item
+        if found.next_cursor is None:
+            return
+        cursor = found.next_cursor

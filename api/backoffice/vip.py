@@ -28,7 +28,7 @@ from api.admin_api.vip import (
 )
 from api.backoffice.csv_export import csv_response
 from api.backoffice.guards import ALL_ROLES, AdminSession, SignedInAdmin, form_text, require_csrf
-from api.backoffice.listing import PAGE_SIZE
+from api.backoffice.listing import PAGE_SIZE, every_item
 from api.backoffice.pages import base_context, page
 from api.backoffice.programme_forms import checked, form_values, whole
 from api.db.pool import transaction
@@ -236,29 +236,25 @@ async def _subscription_rows(
     request: Request[Any, Any, Any], status: str | None
 ) -> AsyncIterator[list[object]]:
     db = runtime(request.app.state).db
-    cursor: str | None = None
-    while True:
-        found = await listing.list_subscriptions(
+    async for s in every_item(
+        lambda cursor: listing.list_subscriptions(
             db, limit=listing.PAGE_SIZE_MAX, cursor=cursor, status=status
         )
-        for s in found.items:
-            yield [
-                s.id,
-                str(s.member_public_id),
-                s.card_number,
-                s.plan_code,
-                s.status,
-                s.cancel_at_period_end,
-                None if s.current_period_end is None else s.current_period_end.isoformat(),
-                None if s.grace_until is None else s.grace_until.isoformat(),
-                s.created_at.isoformat(),
-                None if s.ended_at is None else s.ended_at.isoformat(),
-                s.periods_paid,
-                s.paid_cents,
-            ]
-        if found.next_cursor is None:
-            return
-        cursor = found.next_cursor
+    ):
+        yield [
+            s.id,
+            str(s.member_public_id),
+            s.card_number,
+            s.plan_code,
+            s.status,
+            s.cancel_at_period_end,
+            None if s.current_period_end is None else s.current_period_end.isoformat(),
+            None if s.grace_until is None else s.grace_until.isoformat(),
+            s.created_at.isoformat(),
+            None if s.ended_at is None else s.ended_at.isoformat(),
+            s.periods_paid,
+            s.paid_cents,
+        ]
 
 
 @get(

@@ -430,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--earns", type=int, default=480_000)
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per figure")
     parser.add_argument("--refresh-repeat", type=int, default=3, help="timed rollup rebuilds")
+    # The performance suite's contract (tests/bench/suite.py) passes these; the
+    # dashboard needs a year of its own shape, so it keeps its own database.
+    for ignored in ("--database-url", "--base-url", "--clients", "--duration"):
+        parser.add_argument(ignored, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     folder = args.data_dir or Path(tempfile.mkdtemp(prefix="kring-dash-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
