@@ -123,6 +123,16 @@ async def create_pool_when_reachable(
             pause_seconds = min(pause_seconds * 2, POOL_START_PAUSE_SECONDS_MAX)
 
 
+def _connection_gone(conn: asyncpg.Connection) -> bool:
+    """Whether the connection died under us. When the server cuts it, the
+    pool may already have taken the proxy back, and then even asking whether
+    it is closed raises; we never release it ourselves inside `transaction`."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.exceptions.InterfaceError:
+        return True
+
+
 async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Run `work(conn)` in one database transaction, retrying on deadlock."""
     for attempt in range(1, TRANSACTION_ATTEMPTS_MAX + 1):
@@ -132,7 +142,7 @@ async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], A
                     async with conn.transaction():
                         return await work(conn)
                 except asyncpg.exceptions.InterfaceError as exc:
-                    if not conn.is_closed():
+                    if not _connection_gone(conn):
                         raise
                     # The server went away mid-transaction (a restart): the
                     # rollback asyncpg then tries on the dead connection fails
