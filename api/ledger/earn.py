@@ -154,7 +154,7 @@ def plan_earn(
     )
 
 
-# Concurrent earns at one partner queue on its points shard's row lock (16
+# Concurrent earns at one partner queue on its points shard's row lock (64
 # shards), held from the balance update to the commit. Every other write of
 # the earn runs first, so the lock is held for the commit and little else
 # (profiled under 32 clients: the balance update was ~0.1 ms of work but
