@@ -141,6 +141,39 @@ async def active_admin(
     return None if row is None else _principal(row)
 
 
+async def backoffice_session_admin(
+    db: asyncpg.Pool | asyncpg.Connection, admin_id: int, generation: int
+) -> AdminPrincipal | None:
+    """The admin of a back-office session, if active and not signed out since
+    the session began (its generation is still the admin's)."""
+    row = await db.fetchrow(
+        "SELECT id, email, role FROM admin_accounts"
+        " WHERE id = $1 AND disabled_at IS NULL AND session_generation = $2",
+        admin_id,
+        generation,
+    )
+    return None if row is None else _principal(row)
+
+
+async def session_generation(db: asyncpg.Pool | asyncpg.Connection, admin_id: int) -> int:
+    """The generation a new back-office session of this admin carries."""
+    generation = await db.fetchval(
+        "SELECT session_generation FROM admin_accounts WHERE id = $1", admin_id
+    )
+    if generation is None:
+        raise NotFound(f"no admin {admin_id}", code="admin_not_found")
+    return int(generation)
+
+
+async def end_backoffice_sessions(db: asyncpg.Pool | asyncpg.Connection, admin_id: int) -> None:
+    """Sign the admin out of the back-office everywhere: every session issued
+    so far stops working at its next request."""
+    await db.execute(
+        "UPDATE admin_accounts SET session_generation = session_generation + 1 WHERE id = $1",
+        admin_id,
+    )
+
+
 async def current_totp_code(
     db: asyncpg.Pool | asyncpg.Connection, email: str, *, now: datetime
 ) -> str:

@@ -22,7 +22,7 @@ from litestar.datastructures import FormMultiDict
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
-from api.admin_auth.accounts import active_admin
+from api.admin_auth.accounts import backoffice_session_admin
 from api.admin_auth.principal import ROLES, AdminPrincipal, Role
 from api.backoffice import session as sessions
 from api.web.cookies import csrf_matches
@@ -75,7 +75,7 @@ async def _session(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminSessi
     )
     if claims is None:
         raise SignInRequired
-    admin = await active_admin(rt.db, claims.admin_id)
+    admin = await backoffice_session_admin(rt.db, claims.admin_id, claims.generation)
     if admin is None:
         raise SignInRequired
     found = AdminSession(admin, claims.csrf_token)

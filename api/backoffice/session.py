@@ -4,8 +4,10 @@ The session is a JWT (HS256, `settings.jwt_secret`, audience
 `kring:backoffice`) in an HttpOnly, SameSite=Strict cookie scoped to
 /backoffice, Secure unless the host is loopback. It carries the admin id and a
 random per-session CSRF token that every form post and htmx request must send
-back. It lasts a working day at most; every request re-reads the admin's row,
-so a disabled admin or a role change takes effect at once.
+back, and the admin's session generation. It lasts a working day at most;
+every request re-reads the admin's row, so a disabled admin or a role change
+takes effect at once, and signing out moves the generation on, which ends
+every session issued before (a copied cookie included).
 
 Before sign-in there is no session: the sign-in form uses a double-submit
 token, a random value in a short-lived Strict cookie and in the form.
@@ -32,12 +34,13 @@ CSRF_HEADER = "x-csrf-token"
 @dataclass(frozen=True, slots=True)
 class SessionClaims:
     admin_id: int
+    generation: int
     csrf_token: str
 
 
-def issue_session(admin_id: int, *, secret: str, now: datetime) -> str:
+def issue_session(admin_id: int, generation: int, *, secret: str, now: datetime) -> str:
     return signed_tokens.mint(
-        {"sub": str(admin_id), "csrf": new_csrf_token()},
+        {"sub": str(admin_id), "gen": generation, "csrf": new_csrf_token()},
         audience=AUDIENCE,
         secret=secret,
         now=now,
@@ -51,8 +54,13 @@ def read_session(token: str | None, *, secret: str, now: datetime) -> SessionCla
         return None
     try:
         claims = signed_tokens.read(
-            token, audience=AUDIENCE, secret=secret, now=now, require=("sub", "csrf")
+            token, audience=AUDIENCE, secret=secret, now=now, require=("sub", "gen", "csrf")
         )
-        return SessionClaims(admin_id=int(claims["sub"]), csrf_token=str(claims["csrf"]))
+        generation = claims["gen"]
+        if type(generation) is not int:
+            return None
+        return SessionClaims(
+            admin_id=int(claims["sub"]), generation=generation, csrf_token=str(claims["csrf"])
+        )
     except (signed_tokens.TokenRejected, ValueError, TypeError):
         return None

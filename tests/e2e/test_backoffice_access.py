@@ -94,12 +94,13 @@ async def test_role_matrix(
     client_for: Any,
     bearer: Any,
     clock: Any,
+    pool: Any,
     route: tuple[str, str, tuple[str, ...], bool],
 ) -> None:
     method, path, allowed, _ = route
     # Anonymous, and credentials of the other surfaces: sent to sign-in, shown nothing.
     partner_token = await client_for(await make_partner()).access_token()
-    portal_like = sessions.issue_session(1, secret="another-secret-" + "y" * 40, now=clock.now())
+    portal_like = sessions.issue_session(1, 0, secret="another-secret-" + "y" * 40, now=clock.now())
     strangers: list[dict[str, str]] = [
         {},
         {"Authorization": f"Bearer {partner_token}"},
@@ -111,8 +112,11 @@ async def test_role_matrix(
         answer = await _call(http, method, path, headers)
         assert answer.status_code == 303, (headers, answer.status_code, answer.text[:200])
         assert answer.headers["location"] == SIGN_IN
+    signed_in = role_sessions
+    if path == "/backoffice/sign-out":  # it ends the session: spend fresh ones
+        signed_in = {role: await backoffice_session(http, pool, clock, role) for role in ROLES}
     for role in ROLES:
-        answer = await _call(http, method, path, role_sessions[role])
+        answer = await _call(http, method, path, signed_in[role])
         if role in allowed:
             assert answer.status_code != 403 and answer.status_code < 500, (
                 role,
@@ -201,6 +205,9 @@ async def test_sign_out_needs_the_csrf_token_and_ends_the_session(
     assert refused.status_code == 403 and "This form has expired" in refused.text
     done = await http.post("/backoffice/sign-out", headers=headers, data={})
     assert done.status_code == 303 and done.headers["location"] == SIGN_IN
+    # The session ends on the server: the same cookie, sent again, is refused.
+    again = await http.get("/backoffice/dashboard", headers=headers)
+    assert again.status_code == 303 and again.headers["location"] == SIGN_IN
     assert (
         'kring_backoffice=""' in done.headers["set-cookie"]
         or "Max-Age=0" in done.headers["set-cookie"]
@@ -224,7 +231,7 @@ async def test_a_disabled_admin_or_an_old_session_is_signed_out(
     assert swapped.status_code == 200 and swapped.headers["HX-Redirect"] == SIGN_IN
 
     expired = sessions.issue_session(
-        1, secret=JWT_SECRET, now=clock.now() - sessions.SESSION_TTL - timedelta(seconds=1)
+        1, 0, secret=JWT_SECRET, now=clock.now() - sessions.SESSION_TTL - timedelta(seconds=1)
     )
     assert sessions.read_session(expired, secret=JWT_SECRET, now=clock.now()) is None
 
